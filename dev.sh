@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One entry point for people and CI: sets up what is missing, then runs.
+#   ./dev.sh demo    start a simulated hub and probe it (no hardware needed)
+#   ./dev.sh test    lint, type-check and run the whole test suite
+#   ./dev.sh setup   only install (Python venv in .venv, system packages)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${GATEWAYD_VENV:-.venv}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  # Installs Debian/Ubuntu packages only when one of them is missing.
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "dev.sh: please install: ${missing[*]} (no apt-get on this machine)" >&2
+    exit 1
+  fi
+  echo "dev.sh: installing ${missing[*]} with apt-get" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+  for py in python3.13 python3.12 python3.11 python3; do
+    if command -v "$py" >/dev/null 2>&1 &&
+       "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  echo "dev.sh: gatewayd needs Python 3.11 or newer" >&2
+  exit 1
+}
+
+setup() {
+  local py
+  py=$(pick_python)
+  if ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$py" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+setup_test_tools() {
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+}
+
+case "${1:-}" in
+  setup)
+    setup ;;
+  demo)
+    setup
+    shift
+    exec "$VENV/bin/gatewayd" demo "$@" ;;
+  test)
+    setup
+    setup_test_tools
+    shift
+    echo "== ruff" >&2
+    "$VENV/bin/ruff" check gatewayd drivers hw-fixtures tests bench
+    "$VENV/bin/ruff" format --check gatewayd drivers hw-fixtures tests bench
+    echo "== mypy --strict" >&2
+    "$VENV/bin/mypy" --strict gatewayd drivers
+    echo "== pytest" >&2
+    exec "$VENV/bin/pytest" "$@" ;;
+  *)
+    echo "usage: ./dev.sh demo | test [pytest args] | setup" >&2
+    exit 2 ;;
+esac

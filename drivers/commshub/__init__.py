@@ -1,0 +1,1 @@
+"""The Comms Hub Local Service Port: CRC, framing, typed payloads and the async client."""
