@@ -1,0 +1,89 @@
+"""Benchmark: LSP frame decode throughput over a large buffer of mixed frames.
+
+Not a test. Run: .venv/bin/python bench/lsp_decode.py [--frames N] [--chunk BYTES]
+Prints frames/s and MB/s with the Python version and machine, best of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import time
+
+from drivers.commshub.eui64 import Eui64
+from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
+from drivers.commshub.messages import (
+    DeviceLog,
+    DeviceLogEntry,
+    DeviceType,
+    EventCode,
+    HubStarted,
+    JoinState,
+    RegState,
+    StartReason,
+    WanState,
+    WanStatus,
+)
+
+
+def mixed_frames(count: int, rng: random.Random) -> list[Frame]:
+    eui = Eui64.parse("00-DB-12-34-56-78-90-A0")
+    wan = WanStatus(WanState.CONNECTED, RegState.REGISTERED_HOME, -77, 12, 3, 1).encode()
+    log = DeviceLog(
+        tuple(
+            DeviceLogEntry(eui, DeviceType.ESME, JoinState.JOINED, 0, -60, 200, 4) for _ in range(4)
+        )
+    ).encode()
+    templates = [
+        Frame(FrameType.RESPONSE, 0, 0x0001, b"\x00"),
+        Frame(FrameType.RESPONSE, 0, 0x0010, b"\x00" + wan),
+        Frame(FrameType.RESPONSE, 0, 0x0023, b"\x00" + log),
+        Frame(FrameType.EVENT, 0, EventCode.WAN_STATE_CHANGED, wan),
+        Frame(FrameType.EVENT, 0, EventCode.DEVICE_JOIN_SUCCEEDED, eui.raw),
+        Frame(FrameType.EVENT, 0, EventCode.HUB_STARTED, HubStarted(StartReason.POWER_ON).encode()),
+    ]
+    out = []
+    for i in range(count):
+        t = rng.choice(templates)
+        out.append(Frame(t.ftype, i % 256, t.cmd, t.payload))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=4096, help="bytes per feed() call")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    rng = random.Random(42)
+    wire = b"".join(encode_frame(f) for f in mixed_frames(args.frames, rng))
+    best = float("inf")
+    for _ in range(args.runs):
+        count = 0
+
+        def on_frame(frame: Frame) -> None:
+            nonlocal count
+            count += 1
+
+        decoder = FrameDecoder(on_frame)
+        start = time.perf_counter()
+        for i in range(0, len(wire), args.chunk):
+            decoder.feed(wire[i : i + args.chunk])
+        elapsed = time.perf_counter() - start
+        if count != args.frames:
+            sys.exit(f"decoded {count} frames, expected {args.frames}")
+        best = min(best, elapsed)
+
+    print(f"python   {platform.python_implementation()} {platform.python_version()}")
+    machine = f"{platform.machine()} {platform.processor() or ''} {platform.system()}"
+    print(f"machine  {' '.join(machine.split())}")
+    print(f"input    {args.frames} frames, {len(wire) / 1e6:.2f} MB, chunks of {args.chunk} B")
+    print(f"best of {args.runs}: {best * 1e3:.1f} ms")
+    print(f"decode   {args.frames / best:,.0f} frames/s  {len(wire) / best / 1e6:.2f} MB/s")
+
+
+if __name__ == "__main__":
+    main()

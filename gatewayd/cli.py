@@ -1,0 +1,86 @@
+"""The `gatewayd` command line: parses arguments and hands off to one module per command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gatewayd import __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="Commissioning daemon for SMETS2 installers' kits.",
+    )
+    parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for messages on stderr (default: WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    hub = sub.add_parser("hub", help="talk to a Comms Hub by hand")
+    hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND")
+    status = hub_sub.add_parser("status", help="show the hub's info, WAN, HAN and device log")
+    status.add_argument("--port", required=True, help="the hub's serial port (device path)")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.add_argument(
+        "--watch", action="store_true", help="then print hub events and link changes live"
+    )
+
+    sim = sub.add_parser("sim", help="run simulated hardware (for trying gatewayd without a kit)")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICE")
+    sim_hub = sim_sub.add_parser("hub", help="a simulated Comms Hub on a pseudo-terminal")
+    sim_hub.add_argument(
+        "--scenario", required=True, type=Path, help="scenario file (TOML) describing the site"
+    )
+    sim_hub.add_argument(
+        "--link",
+        required=True,
+        type=Path,
+        help="path of the stable link to the port (like /dev/serial/by-id/...)",
+    )
+    sim_hub.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="site seconds per real second (default: the scenario's)",
+    )
+
+    demo = sub.add_parser("demo", help="run a simulated kit end to end")
+    demo.add_argument("--speed", type=float, default=None, help="site seconds per real second")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        stream=sys.stderr,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    if args.command == "hub" and args.hub_command == "status":
+        from gatewayd.hub_status import main_status
+
+        return main_status(args.port, args.json, args.watch)
+    if args.command == "sim" and args.sim_command == "hub":
+        from gatewayd.sim_command import main_sim_hub
+
+        return main_sim_hub(args.scenario, args.link, args.speed)
+    if args.command == "demo":
+        from gatewayd.demo import main_demo
+
+        return main_demo(args.speed)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
