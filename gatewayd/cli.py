@@ -53,6 +53,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="site seconds per real second (default: the scenario's)",
     )
 
+    probe = sub.add_parser(
+        "probe",
+        help="run one commissioning job against a hub and print the verdict",
+        description="Checks the meter type, waits for the hub's WAN, joins the devices to the "
+        "HAN, and prints the verdict with next actions. Exit codes: 0 commissioned or "
+        "installed without WAN, 3 aborted, 4 cancelled, 2 invalid job or config, 1 failed.",
+    )
+    probe.add_argument("--config", required=True, type=Path, help="kit config file (TOML)")
+    probe.add_argument("--job", required=True, type=Path, help="job file (TOML)")
+    probe.add_argument("--hub", default=None, help="hub serial port (default: the kit config's)")
+    probe.add_argument(
+        "--json", action="store_true", help="print the result as one JSON document on stdout"
+    )
+    probe.add_argument(
+        "--dcc-notice",
+        metavar="AFTER_S[,RESUME_ISO8601]",
+        default=None,
+        help="inject a DCC Service Centre notice AFTER_S seconds into the job, optionally "
+        "with the time service is expected to resume",
+    )
+    probe.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="simulation only: site seconds per real second (default: the kit config's)",
+    )
+
     demo = sub.add_parser("demo", help="run a simulated kit end to end")
     demo.add_argument("--speed", type=float, default=None, help="site seconds per real second")
     return parser
@@ -74,6 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gatewayd.sim_command import main_sim_hub
 
         return main_sim_hub(args.scenario, args.link, args.speed)
+    if args.command == "probe":
+        from gatewayd.probe_command import ProbeArgs, main_probe
+
+        return main_probe(
+            ProbeArgs(
+                config=args.config,
+                job=args.job,
+                hub=args.hub,
+                as_json=args.json,
+                dcc_notice=args.dcc_notice,
+                time_scale=args.time_scale,
+            )
+        )
     if args.command == "demo":
         from gatewayd.demo import main_demo
 

@@ -1,0 +1,7 @@
+"""`python -m gatewayd`: the same as the `gatewayd` console script."""
+
+import sys
+
+from gatewayd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""One commissioning job, start to verdict: meter type, then WAN, then HAN.
+
+Probe outcomes -> verdict -> result document. Runs the stages in the domain's
+order on one hub, races them against a DCC notice and a cancellation, and turns
+whatever the stages reached into ``RunFacts`` for the pure verdict. A notice or
+a cancellation stops the running probe and keeps its evidence so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from drivers.commshub.client import HubClient
+from drivers.commshub.errors import HubError
+from gatewayd.clock import Clock
+from gatewayd.dcc import DccInput
+from gatewayd.jobfile import Job, Supply
+from gatewayd.kitconfig import KitConfig, StageTiming
+from gatewayd.meter_type import MeterTypeResult, check_meter_type
+from gatewayd.outcomes import (
+    Cancelled,
+    DccNotice,
+    Ending,
+    Failed,
+    HanOutcome,
+    HubFacts,
+    RunFacts,
+    WanOutcome,
+    enum_label,
+)
+from gatewayd.probes.han import HanProbe
+from gatewayd.probes.wan import WanProbe
+from gatewayd.progress import Kind, ProgressSink, Reporter, Stage
+from gatewayd.result import ResultDocument, build_result
+from gatewayd.verdict import Verdict, decide
+
+# Real seconds to wait for the hub's port to open at the start of a job.
+HUB_CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class JobRun:
+    facts: RunFacts
+    verdict: Verdict
+    result: ResultDocument
+
+
+class _Stages:
+    """The stage sequence; its fields hold what was reached if it is stopped midway."""
+
+    def __init__(
+        self, job: Job, hub: HubClient, clock: Clock, timing: StageTiming, report: Reporter
+    ) -> None:
+        self.job = job
+        self.hub = hub
+        self.clock = clock
+        self.timing = timing
+        self.report = report
+        self.hub_facts: HubFacts | None = None
+        self.wan_probe: WanProbe | None = None
+        self.han_probe: HanProbe | None = None
+        self.han: HanOutcome | None = None
+        self.failure: Failed | None = None
+
+    @property
+    def wan(self) -> WanOutcome | None:
+        return self.wan_probe.outcome() if self.wan_probe is not None else None
+
+    def han_so_far(self) -> HanOutcome | None:
+        if self.han is not None:
+            return self.han
+        return self.han_probe.outcome() if self.han_probe is not None else None
+
+    async def run(self) -> None:
+        if not await self._identify_hub():
+            return
+        self.wan_probe = WanProbe(self.hub, self.clock, self.timing, self.report)
+        wan = await self.wan_probe.run()
+        if not wan.established:
+            if self.wan_probe.link_down:
+                self.failure = Failed(
+                    f"lost contact with the hub during the WAN probe: {wan.error}", "wan"
+                )
+            return
+        self.han_probe = HanProbe(
+            self.hub, self.clock, self.timing, list(self.job.devices), self.report
+        )
+        self.han = await self.han_probe.run()
+        if self.han_probe.link_down and not all(d.joined for d in self.han.devices if d.required):
+            self.failure = Failed("lost contact with the hub during the HAN probe", "han")
+
+    async def _identify_hub(self) -> bool:
+        self.report(Stage.HUB, Kind.STAGE, f"Connecting to the hub on {self.hub.port}")
+        if not await self.hub.wait_connected(HUB_CONNECT_TIMEOUT_S):
+            why = self.hub.last_link_error or "the port did not open"
+            self.failure = Failed(f"cannot open the hub's port {self.hub.port}: {why}", "hub")
+            return False
+        try:
+            info = await self.hub.get_info()
+        except HubError as exc:
+            self.failure = Failed(f"the hub does not answer on {self.hub.port}: {exc}", "hub")
+            return False
+        self.hub_facts = HubFacts.from_info(info)
+        self.report(
+            Stage.HUB,
+            Kind.STAGE,
+            f"Hub {info.eui64}: {enum_label(info.hw_variant)}, "
+            f"WAN {enum_label(info.wan_variant)}, region {enum_label(info.csp_region)}, "
+            f"firmware {info.firmware}",
+        )
+        return True
+
+
+async def run_job(
+    job: Job,
+    kit: KitConfig,
+    hub: HubClient,
+    *,
+    clock: Clock,
+    dcc: DccInput | None = None,
+    cancel: asyncio.Event | None = None,
+    cancelled_by: str = "installer",
+    sinks: list[ProgressSink] | None = None,
+    meter_supply: Supply | None = None,
+) -> JobRun:
+    """Run ``job`` on ``hub`` (already started) and return its verdict and result."""
+    report = Reporter(job.job_id, clock, sinks)
+    started_at = clock.wall()
+    timing = kit.timing(job.timing)
+    dcc = dcc or DccInput(job.job_id)
+    cancel = cancel or asyncio.Event()
+
+    meter_type = check_meter_type(job, kit.van.electricity_variants, meter_supply=meter_supply)
+    _report_meter_type(report, meter_type)
+    stages = _Stages(job, hub, clock, timing, report)
+    notice: DccNotice | None = None
+    ending: Ending | None = None
+
+    if not meter_type.applicable or meter_type.available:
+        notice, ending = await _race(stages, dcc, cancel, cancelled_by, report)
+    dcc.close()
+
+    if ending is None and stages.failure is not None:
+        ending = stages.failure
+    facts = RunFacts(
+        job=job,
+        meter_type=meter_type,
+        wan=stages.wan,
+        han=stages.han_so_far(),
+        hub=stages.hub_facts,
+        dcc_notice=notice,
+        ending=ending,
+    )
+    verdict = decide(facts)
+    result = build_result(facts, verdict, started_at=started_at, finished_at=clock.wall())
+    report(
+        Stage.VERDICT,
+        Kind.VERDICT,
+        f"Verdict: {verdict.outcome.value}"
+        + (f" ({verdict.abort.code.value})" if verdict.abort is not None else ""),
+        outcome=verdict.outcome.value,
+        abort=verdict.abort.code.value if verdict.abort is not None else None,
+    )
+    return JobRun(facts, verdict, result)
+
+
+async def _race(
+    stages: _Stages,
+    dcc: DccInput,
+    cancel: asyncio.Event,
+    cancelled_by: str,
+    report: Reporter,
+) -> tuple[DccNotice | None, Ending | None]:
+    work = asyncio.create_task(stages.run(), name=f"job {stages.job.job_id}")
+    notice_task = asyncio.create_task(dcc.wait())
+    cancel_task = asyncio.create_task(cancel.wait())
+    notice: DccNotice | None = None
+    ending: Ending | None = None
+    try:
+        await asyncio.wait({work, notice_task, cancel_task}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            work.result()  # a bug in a stage surfaces here, not silently
+        elif notice_task.done():
+            notice = notice_task.result()
+            report(
+                Stage.VERDICT,
+                Kind.NOTE,
+                "DCC notice received: the DCC cannot reach this site's devices; stopping",
+            )
+        else:
+            ending = Cancelled(cancelled_by, "cancelled while the job ran")
+            report(Stage.VERDICT, Kind.NOTE, f"Job cancelled by the {cancelled_by}")
+    finally:
+        for task in (work, notice_task, cancel_task):
+            task.cancel()
+        for task in (work, notice_task, cancel_task):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return notice, ending
+
+
+def _report_meter_type(report: Reporter, mt: MeterTypeResult) -> None:
+    if not mt.applicable:
+        report(Stage.METER_TYPE, Kind.STAGE, "Gas only: no electricity meter type to check")
+    elif mt.available:
+        report(
+            Stage.METER_TYPE,
+            Kind.STAGE,
+            f"Meter type: a {mt.needed_variant} SMETS meter is in the van",
+        )
+    elif mt.is_ct:
+        report(Stage.METER_TYPE, Kind.STAGE, "Meter type: CT-metered site; no SMETS meter exists")
+    else:
+        report(
+            Stage.METER_TYPE,
+            Kind.STAGE,
+            f"Meter type: this site needs a {mt.needed_variant} meter and the van has none",
+        )

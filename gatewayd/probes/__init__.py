@@ -1,0 +1,1 @@
+"""Probes: what the hub says about its WAN and HAN, turned into outcomes."""
