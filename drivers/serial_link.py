@@ -139,8 +139,12 @@ class SerialLink:
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         """Wait until the port is open; False when ``timeout_s`` passed first."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the wait completes, and a job stopped by a
+        # DCC notice must really stop.
         try:
-            await asyncio.wait_for(self._connected_event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._connected_event.wait()
         except TimeoutError:
             return False
         return True

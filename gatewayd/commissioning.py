@@ -64,14 +64,24 @@ class _Stages:
         self.han: HanOutcome | None = None
         self.failure: Failed | None = None
 
+        self._frozen: tuple[WanOutcome | None, HanOutcome | None] | None = None
+
     @property
     def wan(self) -> WanOutcome | None:
+        if self._frozen is not None:
+            return self._frozen[0]
         return self.wan_probe.outcome() if self.wan_probe is not None else None
 
     def han_so_far(self) -> HanOutcome | None:
+        if self._frozen is not None:
+            return self._frozen[1]
         if self.han is not None:
             return self.han
         return self.han_probe.outcome() if self.han_probe is not None else None
+
+    def freeze(self) -> None:
+        """Keep the evidence as it stands now: a notice or a cancellation ends the job here."""
+        self._frozen = (self.wan, self.han_so_far())
 
     async def run(self) -> None:
         if not await self._identify_hub():
@@ -183,6 +193,7 @@ async def _race(
         if work.done():
             work.result()  # a bug in a stage surfaces here, not silently
         elif notice_task.done():
+            stages.freeze()
             notice = notice_task.result()
             report(
                 Stage.VERDICT,
@@ -190,6 +201,7 @@ async def _race(
                 "DCC notice received: the DCC cannot reach this site's devices; stopping",
             )
         else:
+            stages.freeze()
             ending = Cancelled(cancelled_by, "cancelled while the job ran")
             report(Stage.VERDICT, Kind.NOTE, f"Job cancelled by the {cancelled_by}")
     finally:

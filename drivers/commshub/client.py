@@ -310,9 +310,9 @@ class HubClient:
                     _log.debug("resend cmd=%s seq=%d attempt=%d", cmd.name, seq, attempt)
                 self._write(wire)
                 try:
-                    return await asyncio.wait_for(
-                        asyncio.shield(pending.future), self.timers.resend_after_s
-                    )
+                    # asyncio.timeout rather than wait_for: see SerialLink.wait_connected.
+                    async with asyncio.timeout(self.timers.resend_after_s):
+                        return await asyncio.shield(pending.future)
                 except TimeoutError:
                     continue
             self.stats.timeouts += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -196,6 +197,7 @@ async def test_dcc_notice_before_the_wan_probe(site: Site) -> None:
     assert actions(run) == ["rebook_when_dcc_resumes"]
     assert run.doc["next_actions"][0]["not_before"].startswith("2026-12-01T08:00:00")
     assert run.doc["han"]["probed"] is False, run.stderr
+    assert "join window" not in run.stderr  # the probes really stopped
 
 
 async def test_dcc_notice_during_the_wan_probe_wins(site: Site) -> None:
@@ -326,6 +328,29 @@ async def test_no_hub_on_the_port_fails_with_exit_1(site: Site) -> None:
     assert run.doc["outcome"] == "failed"
     assert run.doc["failure"]["stage"] == "hub"
     assert str(site.link) in run.doc["failure"]["reason"]
+
+
+async def test_ctrl_c_cancels_the_job_with_a_result(site: Site) -> None:
+    site.sim = HubSimulator(load_scenario(shipped_scenario("wan_never")), site.link, speed=SPEED)
+    await site.sim.start()
+    kit = site.tmp / "kit.toml"
+    kit.write_text(
+        KIT.format(speed=SPEED, port=site.link, variants='["single_phase"]', wan_deadline=300)
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "probe", "--config", str(kit),
+        "--job", str(dual_fuel(site)), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    while b"WAN searching" not in await asyncio.wait_for(proc.stderr.readline(), 20):
+        pass
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 4
+    doc = json.loads(out)
+    assert doc["outcome"] == "cancelled" and doc["cancellation"]["by"] == "installer"
+    assert doc["wan"]["polls"] >= 1
 
 
 async def test_invalid_job_exits_2_with_the_key_path(site: Site) -> None:
