@@ -101,7 +101,8 @@ async def _run(args: ProbeArgs, job: Job, kit: KitConfig, notice: ScheduledNotic
     interactive = not args.as_json and sys.stdout.isatty()
     view: LiveView | PlainView
     if interactive:
-        view = LiveView(Console(), job.job_id)
+        started = clock.monotonic()
+        view = LiveView(Console(), job.job_id, lambda: clock.monotonic() - started)
     else:
         view = PlainView(sys.stderr if args.as_json else sys.stdout)
     cancel = asyncio.Event()

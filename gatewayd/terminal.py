@@ -9,6 +9,7 @@ the back office.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console, Group
@@ -57,16 +58,22 @@ class PlainView:
 class LiveView:
     """A live status panel on a terminal, with each step printed above it."""
 
-    def __init__(self, console: Console, job_id: str) -> None:
+    def __init__(
+        self, console: Console, job_id: str, elapsed: Callable[[], float] | None = None
+    ) -> None:
         self.console = console
         self.job_id = job_id
+        # Ticks between progress steps, so a long quiet wait still shows time passing.
+        self._elapsed_fn = elapsed
         self.stage = "starting"
         self.wan_state = "-"
         self.rssi: int | None = None
         self.attempt: int | None = None
         self.elapsed = 0.0
         self.devices: dict[str, str] = {}
-        self._live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+        self._live = Live(
+            console=console, refresh_per_second=4, transient=True, get_renderable=self._render
+        )
         self._live.start()
 
     def __call__(self, p: Progress) -> None:
@@ -79,7 +86,7 @@ class LiveView:
         if p.attempt is not None:
             self.attempt = p.attempt
         if p.device and p.kind in (Kind.DEVICE, Kind.ATTEMPT):
-            self.devices[p.device] = p.message.split(": ", 1)[-1]
+            self.devices[p.device] = p.message.replace(f" {p.device}", "")
         if p.kind is not Kind.ATTEMPT or p.stage is Stage.HAN:
             self.console.print(Text(_line(p)))
         self._live.update(self._render())
@@ -88,7 +95,8 @@ class LiveView:
         table = Table.grid(padding=(0, 2))
         table.add_row("job", self.job_id)
         table.add_row("stage", self.stage)
-        table.add_row("elapsed", f"{self.elapsed:.0f} s")
+        elapsed = self._elapsed_fn() if self._elapsed_fn is not None else self.elapsed
+        table.add_row("elapsed", f"{elapsed:.0f} s")
         signal = "unknown" if self.rssi is None else f"{self.rssi} dBm"
         table.add_row("WAN", f"{self.wan_state}, signal {signal}")
         if self.attempt is not None:
