@@ -89,6 +89,17 @@ def write_job(tmp: Path, base: str, **changes: str) -> Path:
     return path
 
 
+async def spawn_probe(kit: Path, job: Path, *extra: str) -> asyncio.subprocess.Process:
+    """`gatewayd probe --json` as its own process, as an installer would start it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "probe", "--config", str(kit), "--job", str(job),
+        "--json", *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
 async def probe(
     site: Site,
     scenario: str | None,
@@ -104,21 +115,7 @@ async def probe(
     kit.write_text(
         KIT.format(speed=SPEED, port=site.link, variants=variants, wan_deadline=wan_deadline)
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gatewayd",
-        "probe",
-        "--config",
-        str(kit),
-        "--job",
-        str(job),
-        "--json",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = await spawn_probe(kit, job, *extra)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     stdout = out.decode()
@@ -337,11 +334,7 @@ async def test_ctrl_c_cancels_the_job_with_a_result(site: Site) -> None:
     kit.write_text(
         KIT.format(speed=SPEED, port=site.link, variants='["single_phase"]', wan_deadline=300)
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gatewayd", "probe", "--config", str(kit),
-        "--job", str(dual_fuel(site)), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await spawn_probe(kit, dual_fuel(site))
     assert proc.stderr is not None
     while b"WAN searching" not in await asyncio.wait_for(proc.stderr.readline(), 20):
         pass
@@ -357,19 +350,7 @@ async def test_invalid_job_exits_2_with_the_key_path(site: Site) -> None:
     job = dual_fuel(site, mpan='"1600123456780"')  # wrong check digit
     kit = site.tmp / "kit.toml"
     kit.write_text(f'[hub]\nport = "{site.link}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gatewayd",
-        "probe",
-        "--config",
-        str(kit),
-        "--job",
-        str(job),
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_probe(kit, job)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert out == b""
