@@ -161,7 +161,9 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[Maker]:
         stack.push_async_callback(client.stop)
         assert await client.wait_connected(5)
         await log.wait_for(lambda e: isinstance(e, LinkUp))
-        assert log.items == [LinkUp(reopened=False)]
+        # A fast site story may already have raised an event; the link came up once.
+        assert log.items[0] == LinkUp(reopened=False)
+        assert log.count(lambda e: isinstance(e, LinkUp | LinkLost)) == 1
         return Rig(sim, client, log)
 
     try:
@@ -260,7 +262,7 @@ async def test_get_wan_status_follows_the_attach_timeline(make_rig: Maker) -> No
 
 
 async def test_wan_reconnect_drops_to_searching_and_attaches_again(make_rig: Maker) -> None:
-    rig = await make_rig(WAN_TIMELINE, speed=100)
+    rig = await make_rig(WAN_TIMELINE, speed=50)  # registered 0.2 real s in
     client, log = rig.client, rig.log
     await log.wait_for(wan_event(WanState.CONNECTED))
     before = len(log.items)
@@ -268,7 +270,7 @@ async def test_wan_reconnect_drops_to_searching_and_attaches_again(make_rig: Mak
     await client.wan_reconnect()
     assert rig.sim.executed[Cmd.WAN_RECONNECT] == 1
     status = await client.get_wan_status()
-    # At speed 100 the new attach may already have moved on; the attempt count has not.
+    # At speed 50 the new attach may already have moved on; the attempt count has not.
     assert status.attach_attempts == 2
     await log.wait_for(wan_event(WanState.CONNECTED), start=before)
     after = [e.status for e in log.items[before:] if isinstance(e, WanStateChanged)]
@@ -420,12 +422,14 @@ async def test_seventeenth_device_is_refused_with_device_log_full(make_rig: Make
 # --- 2. every event kind ---------------------------------------------------------------------
 
 
+# At speed 100 the first event comes 0.2 real s after the simulator starts: the client
+# has opened the port by then, so no event is lost to pyserial's flush and resent late.
 EVENTFUL = """
 [wan]
 timeline = [
   { at = 0, state = "searching", rssi = -95 },
-  { at = 2, state = "registered", rssi = -80 },
-  { at = 4, state = "connected", rssi = -71 },
+  { at = 20, state = "registered", rssi = -80 },
+  { at = 24, state = "connected", rssi = -71 },
 ]
 
 [[han.devices]]
