@@ -8,13 +8,11 @@ hub does next (answer, stay silent, answer BUSY, send an event twice...).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tty
 from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
+from hwsim.pty import PtyPort
 
 
 @dataclass(frozen=True)
@@ -27,44 +25,22 @@ class ScriptedHub:
     def __init__(self, link: Path) -> None:
         self.link = link
         self.received: asyncio.Queue[Seen] = asyncio.Queue()
-        self._master = -1
-        self._slave = -1
         self._decoder = FrameDecoder(self._on_frame)
+        self._port = PtyPort(link, self._decoder.feed)
 
     def open(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tmp = self.link.with_name(self.link.name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(os.ttyname(self._slave))
-        os.replace(tmp, self.link)
-        asyncio.get_running_loop().add_reader(self._master, self._readable)
+        self._port.open()
 
     def unplug(self) -> None:
-        if self._master >= 0:
-            asyncio.get_running_loop().remove_reader(self._master)
-            os.close(self._master)
-            os.close(self._slave)
-            self._master = self._slave = -1
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
+        self._port.unplug()
 
     close = unplug
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._master, 4096)
-        except OSError:
-            asyncio.get_running_loop().remove_reader(self._master)
-            return
-        self._decoder.feed(data)
 
     def _on_frame(self, frame: Frame) -> None:
         self.received.put_nowait(Seen(asyncio.get_running_loop().time(), frame))
 
     def write(self, data: bytes) -> None:
-        os.write(self._master, data)
+        assert self._port.write(data), "the scripted hub's pty did not take the bytes"
 
     def send(self, frame: Frame) -> None:
         self.write(encode_frame(frame))
