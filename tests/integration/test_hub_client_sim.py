@@ -60,20 +60,9 @@ from drivers.commshub.messages import (
 from drivers.serial_link import Backoff
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import parse_scenario
+from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
 
 FAST_BACKOFF = Backoff(initial_s=0.02, maximum_s=0.1)
-HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")
-ESME = Eui64.parse("00-DB-12-34-56-78-90-A1")
-GSME = Eui64.parse("00-DB-12-34-56-78-90-A2")
-IHD = Eui64.parse("00-DB-12-34-56-78-90-A3")
-STRANGER = Eui64.parse("00-DB-12-34-56-78-90-FF")
-CODE = bytes(range(1, 17))
-
-# A WAN that never changes and no HAN story: no event unless the test causes one.
-QUIET = """
-[wan]
-timeline = [{ at = 0, state = "searching" }]
-"""
 
 
 # --- rig ---------------------------------------------------------------------------------

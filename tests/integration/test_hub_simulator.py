@@ -51,20 +51,9 @@ from drivers.commshub.messages import (
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import load_scenario, parse_scenario
 from hwsim.pty import PtyPort
+from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "hwsim" / "scenarios"
-HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")
-ESME = Eui64.parse("00-DB-12-34-56-78-90-A1")
-GSME = Eui64.parse("00-DB-12-34-56-78-90-A2")
-IHD = Eui64.parse("00-DB-12-34-56-78-90-A3")
-STRANGER = Eui64.parse("00-DB-12-34-56-78-90-FF")
-CODE = bytes(range(1, 17))
-
-# A WAN that never changes, so no event appears unless a test asks for one.
-QUIET = """
-[wan]
-timeline = [{ at = 0, state = "searching" }]
-"""
 
 
 class PtyClient:
