@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import serial
 import serial_asyncio_fast
 
+from drivers.backoff import BackoffSettings
+
 _log = logging.getLogger(__name__)
 
 
@@ -41,32 +43,6 @@ class SerialSettings:
     bytesize: int = serial.EIGHTBITS
     parity: str = serial.PARITY_NONE
     stopbits: float = serial.STOPBITS_ONE
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reopen delays: ``initial`` doubling up to ``maximum``, each +/- ``jitter``."""
-
-    initial_s: float = 0.05
-    maximum_s: float = 2.0
-    factor: float = 2.0
-    jitter: float = 0.1
-
-    def delays(self, rng: random.Random) -> _Delays:
-        return _Delays(self, rng)
-
-
-class _Delays:
-    def __init__(self, backoff: Backoff, rng: random.Random) -> None:
-        self._backoff = backoff
-        self._rng = rng
-        self._next = backoff.initial_s
-
-    def __next__(self) -> float:
-        base = self._next
-        self._next = min(self._next * self._backoff.factor, self._backoff.maximum_s)
-        spread = base * self._backoff.jitter
-        return max(0.0, base + self._rng.uniform(-spread, spread))
 
 
 @dataclass
@@ -106,14 +82,14 @@ class SerialLink:
         on_data: Callable[[bytes], None],
         on_state: Callable[[LinkState], None] | None = None,
         settings: SerialSettings | None = None,
-        backoff: Backoff | None = None,
+        backoff: BackoffSettings | None = None,
         rng: random.Random | None = None,
         name: str | None = None,
     ) -> None:
         self.path = path
         self.name = name or path
         self.settings = settings or SerialSettings()
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or BackoffSettings()
         self.counters = LinkCounters()
         self._on_data = on_data
         self._on_state = on_state
@@ -170,22 +146,22 @@ class SerialLink:
     # --- internals -------------------------------------------------------------
 
     async def _run(self) -> None:
-        delays = self.backoff.delays(self._rng)
+        delays = self.backoff.start(self._rng)
         while not self._stopping:
             try:
                 await self._open()
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.counters.errors += 1
                 self._note_error(f"cannot open {self.path}: {exc}")
-                await asyncio.sleep(next(delays))
+                await asyncio.sleep(delays.next_delay())
                 continue
-            delays = self.backoff.delays(self._rng)
+            delays.reset()
             await self._lost.wait()
             if self._stopping:
                 return
             # A quick pause before reopening: a vanishing port often flaps
             # (USB re-enumeration) and an instant reopen only finds it half there.
-            await asyncio.sleep(next(delays))
+            await asyncio.sleep(delays.next_delay())
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()

@@ -4,18 +4,10 @@ Flow: hub state and events -> **probe outcomes**. A probe polls the hub on a sch
 backs off, ends a wait at once when a hub event settles the question, bounds each attempt,
 and stops at a deadline. All of it runs on an injected ``Clock`` (site time).
 
-Backoff (``Backoff``), for polls here and for any reconnect loop elsewhere in the project:
-
-- the n-th interval (n from 0) has the base ``min(max_interval_s, first_interval_s *
-  backoff_factor ** n)``;
-- jitter spreads it by up to ``jitter`` of itself either way, uniformly: ``base * (1 + jitter
-  * u)`` with ``u`` in [-1, 1] from an injectable ``random.Random`` (seed it in tests);
-- ``max_interval_s`` is a hard ceiling: a jittered interval is clipped to it, so nothing ever
-  waits longer than ``max_interval_s``;
-- a wait never runs past the deadline.
-
-Jitter keeps hundreds of kits that lost the same broker, or one kit and a hub with a
-periodic habit, from falling into lock-step; a seeded rng makes schedules reproducible.
+Polls are spaced by ``drivers.backoff.Backoff`` (re-exported here), the same backoff the
+serial link reopens with: the n-th interval has the base ``min(max_interval_s,
+first_interval_s * backoff_factor ** n)``, spread by up to ``jitter`` of itself either way
+and clipped to ``max_interval_s``. A wait never runs past the deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +20,7 @@ from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drivers.backoff import Backoff
 from gatewayd.clock import Clock
 from gatewayd.config_errors import RuleViolations
 
@@ -86,72 +79,14 @@ class RetryPolicy(PollSettings):
         return cls(**settings.model_dump(), deadline_s=deadline_s)
 
 
-class Backoff:
-    """Capped exponential backoff with proportional jitter (rules in the module docstring)."""
-
-    def __init__(
-        self,
-        first_s: float,
-        factor: float,
-        max_s: float,
-        jitter: float,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not first_s > 0:
-            raise ValueError(f"first interval must be greater than 0, got {first_s}")
-        if factor < 1:
-            raise ValueError(f"backoff factor must be at least 1, got {factor}")
-        if max_s < first_s:
-            raise ValueError(f"max interval {max_s} is below the first interval {first_s}")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-        self._first = first_s
-        self._factor = factor
-        self._max = max_s
-        self._jitter = jitter
-        self._rng = rng if rng is not None else random.Random()
-        self._base = first_s
-        self._step = 0
-
-    @classmethod
-    def from_settings(cls, settings: PollSettings, rng: random.Random | None = None) -> Self:
-        return cls(
-            settings.first_interval_s,
-            settings.backoff_factor,
-            settings.max_interval_s,
-            settings.jitter,
-            rng,
-        )
-
-    @property
-    def step(self) -> int:
-        """How many times the interval has been advanced since the last reset."""
-        return self._step
-
-    @property
-    def base(self) -> float:
-        """The current interval before jitter."""
-        return self._base
-
-    def draw(self) -> float:
-        """A jittered interval at the current step, without advancing."""
-        spread = self._jitter * self._rng.uniform(-1.0, 1.0)
-        return min(self._max, self._base * (1.0 + spread))
-
-    def advance(self) -> None:
-        self._step += 1
-        # Multiplying step by step (not factor ** step) cannot overflow after a long run.
-        self._base = min(self._max, self._base * self._factor)
-
-    def next_delay(self) -> float:
-        """A jittered interval at the current step, then advance: for reconnect loops."""
-        delay = self.draw()
-        self.advance()
-        return delay
-
-    def reset(self) -> None:
-        self._base = self._first
-        self._step = 0
+def _poll_backoff(settings: PollSettings, rng: random.Random | None) -> Backoff:
+    return Backoff(
+        settings.first_interval_s,
+        settings.backoff_factor,
+        settings.max_interval_s,
+        settings.jitter,
+        rng,
+    )
 
 
 class AttemptTimeout(TimeoutError):
@@ -218,7 +153,7 @@ class PollSchedule:
         self.wake = wake
         self.started_at = clock.monotonic() if started_at is None else started_at
         self.deadline_at = self.started_at + policy.deadline_s
-        self._backoff = Backoff.from_settings(policy, rng)
+        self._backoff = _poll_backoff(policy, rng)
         self._deadline_seen = False
         self.polls = 0
         self.events = 0

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from drivers.backoff import BackoffSettings
 from drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
 from drivers.commshub.eui64 import Eui64
 from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
@@ -34,7 +35,7 @@ from drivers.commshub.messages import (
     WanStatus,
     decode_event,
 )
-from drivers.serial_link import Backoff, LinkDown, LinkState, SerialLink, SerialSettings
+from drivers.serial_link import LinkDown, LinkState, SerialLink, SerialSettings
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class HubClient:
         name: str | None = None,
         timers: ProtocolTimers | None = None,
         settings: SerialSettings | None = None,
-        backoff: Backoff | None = None,
+        backoff: BackoffSettings | None = None,
     ) -> None:
         self.name = name or port
         self.timers = timers or ProtocolTimers()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.backoff import BackoffSettings
 from drivers.commshub.client import HubClient, LinkLost, LinkUp, ProtocolTimers
 from drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
 from drivers.commshub.eui64 import Eui64
@@ -24,11 +25,10 @@ from drivers.commshub.messages import (
     WanState,
     WanStatus,
 )
-from drivers.serial_link import Backoff
 from tests.integration.scripted_hub import ScriptedHub
 
 EUI = Eui64.parse("00-DB-12-34-56-78-90-A1")
-FAST_BACKOFF = Backoff(initial_s=0.02, maximum_s=0.1)
+FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ async def test_unplug_mid_request_then_recovery(rig: tuple[ScriptedHub, HubClien
 
 
 async def test_reopen_backoff_does_not_busy_loop(tmp_path: Path) -> None:
-    client = HubClient(str(tmp_path / "absent"), name="t", backoff=Backoff(0.05, 0.2))
+    client = HubClient(str(tmp_path / "absent"), name="t", backoff=BackoffSettings(0.05, 0.2))
     await client.start()
     await asyncio.sleep(1.0)
     errors = client.snapshot_stats().link_errors

@@ -26,6 +26,7 @@ from textwrap import dedent
 
 import pytest
 
+from drivers.backoff import BackoffSettings
 from drivers.commshub.client import ClientEvent, EventSubscription, HubClient, LinkLost, LinkUp
 from drivers.commshub.errors import HubDisconnected, HubStatusError
 from drivers.commshub.eui64 import Eui64
@@ -57,12 +58,11 @@ from drivers.commshub.messages import (
     WanVariant,
     event_code,
 )
-from drivers.serial_link import Backoff
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import parse_scenario
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
 
-FAST_BACKOFF = Backoff(initial_s=0.02, maximum_s=0.1)
+FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)
 
 
 # --- rig ---------------------------------------------------------------------------------
