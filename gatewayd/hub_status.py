@@ -177,9 +177,8 @@ async def run_hub_status(
         print("Watching hub events (Ctrl-C to stop)...", file=sys.stderr)
         async for event in events:
             print(describe_event(event), flush=True)
-            if isinstance(event, LinkUp | HubStarted) and (
-                not isinstance(event, LinkUp) or event.reopened
-            ):
+            # After a restart or a replug what we showed is stale: show it afresh.
+            if isinstance(event, HubStarted) or (isinstance(event, LinkUp) and event.reopened):
                 try:
                     render_snapshot(await read_snapshot(hub), sys.stdout)
                 except HubError as exc:

@@ -238,7 +238,6 @@ class HanProbe:
         if s.joined_at is None:
             return
         s.joined_at = None
-        s.done = False
         s.window_opened_at = None
         s.last_failure = JoinFailure.LOST
         s.needs_window = s.attempts < self.timing.join_attempts
@@ -293,7 +292,7 @@ class HanProbe:
 
     def _on_event(self, event: ClientEvent) -> None:
         match event:
-            case DeviceJoinSucceeded(eui64=eui) if (s := self._device(eui)) is not None:
+            case DeviceJoinSucceeded(eui64=eui) if (s := self._device(eui)):
                 self._joined(s)
             case DeviceJoinFailed(eui64=eui, reason=reason) if s := self._device(eui):
                 failure = (

@@ -32,14 +32,11 @@ class WanProbe:
         clock: Clock,
         timing: StageTiming,
         report: Reporter,
-        *,
-        attempt_timeout_s: float | None = None,
     ) -> None:
         self.hub = hub
         self.clock = clock
         self.timing = timing
         self.report = report
-        self._attempt_timeout_s = attempt_timeout_s
         self._wake = asyncio.Event()
         self._schedule = PollSchedule(timing.wan, clock, wake=self._wake)
         self._start = self._schedule.started_at
@@ -113,9 +110,7 @@ class WanProbe:
 
     async def _poll(self) -> None:
         try:
-            status = await self._schedule.attempt(
-                self.hub.get_wan_status(), timeout_s=self._attempt_timeout_s
-            )
+            status = await self._schedule.attempt(self.hub.get_wan_status())
         except HubDisconnected as exc:
             self.link_down = True
             self._error = f"lost contact with the hub: {exc}"
@@ -187,9 +182,7 @@ class WanProbe:
         else:
             return
         try:
-            await self._schedule.attempt(
-                self.hub.wan_reconnect(), timeout_s=self._attempt_timeout_s
-            )
+            await self._schedule.attempt(self.hub.wan_reconnect())
         except (HubError, AttemptTimeout) as exc:
             self.report(Stage.WAN, Kind.NOTE, f"WAN reconnect refused or unanswered: {exc}")
             return
