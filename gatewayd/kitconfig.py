@@ -35,6 +35,7 @@ from gatewayd.config_errors import (
 )
 from gatewayd.jobfile import MAX_DEADLINE_S, MAX_JOIN_ATTEMPTS, TimingOverrides
 from gatewayd.meter_type import ElectricityVariant
+from gatewayd.mqtt_config import MqttConfig
 from gatewayd.retry import PollSettings, RetryPolicy
 
 __all__ = [
@@ -173,6 +174,7 @@ class KitConfig(BaseModel):
     time_scale: float = Field(
         default=1.0, gt=0, le=MAX_TIME_SCALE, description="Simulation only: site time speed-up"
     )
+    mqtt: MqttConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

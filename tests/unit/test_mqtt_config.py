@@ -1,0 +1,71 @@
+"""The kit config's [mqtt] table and the on-disk session counter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gatewayd.config_errors import ConfigError
+from gatewayd.kitconfig import parse_kit_config
+from gatewayd.mqtt_config import MqttConfig, SecretError
+from gatewayd.mqtt_link import SessionCounter
+
+
+def kit(**mqtt: object) -> dict[str, object]:
+    return {"hub": {"port": "/dev/ttyUSB0"}, "mqtt": {"kit_id": "kit-7", **mqtt}}
+
+
+def test_defaults() -> None:
+    cfg = parse_kit_config(kit()).mqtt
+    assert cfg is not None
+    assert (cfg.host, cfg.effective_port, cfg.protocol.value) == ("localhost", 1883, "5")
+    assert cfg.effective_client_id == "gatewayd-kit-7"
+    tls = parse_kit_config(kit(tls={"ca_file": "/etc/ssl/ca.pem"})).mqtt
+    assert tls is not None and tls.effective_port == 8883
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "where"),
+    [
+        ({"kit_id": "kit/7"}, "mqtt.kit_id"),
+        ({"kit_id": "kit+7"}, "mqtt.kit_id"),
+        ({"password_file": "/x", "password_env": "X"}, "mqtt.password_env"),
+        ({"tls": {"cert_file": "/c.pem"}}, "mqtt.tls.key_file"),
+        ({"protocol": "4"}, "mqtt.protocol"),
+        ({"prefix": "a//b"}, "mqtt.prefix"),
+        ({"reconnect_first_s": 10, "reconnect_max_s": 1}, "mqtt.reconnect_max_s"),
+        ({"colour": "blue"}, "mqtt.colour"),
+    ],
+)
+def test_bad_values_name_their_key(mqtt: dict[str, object], where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_kit_config(kit(**mqtt), source="kit.toml")
+    assert f"kit.toml: {where}" in str(err.value)
+
+
+def test_password_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    assert MqttConfig(kit_id="k", password_file=secret).read_password() == "from-file"
+    monkeypatch.setenv("GW_PW", "from-env")
+    assert MqttConfig(kit_id="k", password_env="GW_PW").read_password() == "from-env"
+    with pytest.raises(SecretError, match="password_file"):
+        MqttConfig(kit_id="k", password_file=tmp_path / "missing").read_password()
+
+
+def test_session_counter_reserves_durably_and_reuses_an_unused_number(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "mqtt-session"
+    c = SessionCounter(path)
+    assert c.reserve() == 1
+    assert c.reserve() == 1  # the connection failed: the number was not used
+    c.used()
+    assert c.reserve() == 2
+    # A crash after reserving never hands the same number out again.
+    assert SessionCounter(path).reserve() == 3
+
+
+def test_damaged_counter_moves_forward(tmp_path: Path) -> None:
+    path = tmp_path / "mqtt-session"
+    path.write_text("garbage")
+    assert SessionCounter(path).reserve() == 1
