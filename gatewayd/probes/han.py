@@ -292,7 +292,7 @@ class HanProbe:
 
     def _on_event(self, event: ClientEvent) -> None:
         match event:
-            case DeviceJoinSucceeded(eui64=eui) if (s := self._device(eui)):
+            case DeviceJoinSucceeded(eui64=eui) if s := self._device(eui):
                 self._joined(s)
             case DeviceJoinFailed(eui64=eui, reason=reason) if s := self._device(eui):
                 failure = (
