@@ -57,7 +57,9 @@ setup() {
 }
 
 setup_test_tools() {
+  # A real broker for the MQTT tests, and openssl to make their TLS certificates.
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
 case "${1:-}" in
