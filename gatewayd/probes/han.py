@@ -13,10 +13,9 @@ happened while the cable was out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
-from drivers.commshub.client import ClientEvent, EventSubscription, HubClient, LinkLost, LinkUp
+from drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
 from drivers.commshub.errors import HubDisconnected, HubError, HubStatusError
 from drivers.commshub.eui64 import Eui64
 from drivers.commshub.messages import (
@@ -33,6 +32,7 @@ from gatewayd.clock import Clock
 from gatewayd.jobfile import Device
 from gatewayd.kitconfig import StageTiming
 from gatewayd.outcomes import DeviceOutcome, HanOutcome, JoinFailure
+from gatewayd.probes.events import watching
 from gatewayd.progress import Kind, Reporter, Stage
 from gatewayd.retry import AttemptTimeout, PollSchedule, Wake
 
@@ -116,16 +116,9 @@ class HanProbe:
             f"Adding {len(self._devices)} device(s) to the hub; join windows of "
             f"{self.timing.join_window_s} s, up to {self.timing.join_attempts} each",
         )
-        events = self.hub.events()
-        reader = asyncio.create_task(self._read_events(events))
-        try:
+        async with watching(self.hub, self._on_event):
             await self._loop()
             await self._read_log()  # band, signal and LQI of what joined
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            events.close()
         joined = sum(1 for s in self._devices.values() if s.joined_at is not None)
         self.report(
             Stage.HAN, Kind.STAGE, f"{joined} of {len(self._devices)} device(s) joined the HAN"
@@ -285,10 +278,6 @@ class HanProbe:
         s.needs_window = True
         # The restart was not the device's fault: give the window back.
         s.attempts = max(0, s.attempts - 1)
-
-    async def _read_events(self, events: EventSubscription) -> None:
-        async for event in events:
-            self._on_event(event)
 
     def _on_event(self, event: ClientEvent) -> None:
         match event:

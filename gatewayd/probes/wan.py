@@ -11,14 +11,14 @@ probe still leaves its evidence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from drivers.commshub.client import ClientEvent, EventSubscription, HubClient, LinkLost, LinkUp
+from drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
 from drivers.commshub.errors import HubDisconnected, HubError
 from drivers.commshub.messages import HubStarted, WanState, WanStateChanged, WanStatus
 from gatewayd.clock import Clock
 from gatewayd.kitconfig import StageTiming
 from gatewayd.outcomes import RssiSample, WanOutcome, enum_label
+from gatewayd.probes.events import watching
 from gatewayd.progress import Kind, Reporter, Stage
 from gatewayd.retry import AttemptTimeout, PollSchedule, Wake
 
@@ -78,15 +78,8 @@ class WanProbe:
             f"Waiting for the hub to connect to the DCC "
             f"(up to {_minutes(self.timing.wan.deadline_s)})",
         )
-        events = self.hub.events()
-        reader = asyncio.create_task(self._read_events(events))
-        try:
+        async with watching(self.hub, self._on_event):
             await self._loop()
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            events.close()
         outcome = self.outcome()
         if outcome.established:
             msg = f"WAN connected after {outcome.time_to_connected_s:.0f} s"
@@ -196,10 +189,6 @@ class WanProbe:
             f"{self.timing.max_reconnects}",
             attempt=self._reconnects,
         )
-
-    async def _read_events(self, events: EventSubscription) -> None:
-        async for event in events:
-            self._on_event(event)
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, WanStateChanged):
