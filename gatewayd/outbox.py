@@ -1,0 +1,607 @@
+"""The durable outbox: every event and result is on disk before it is published.
+
+Publications side of the flow (verdict -> **publications**). Whoever publishes an event or a
+result first ``append``s it here; the entry leaves the outbox only when the broker has
+acknowledged it (``ack`` after the PUBACK). After a reconnect, and after a restart (SIGKILL and
+power cuts included), ``pending`` gives back what is still unacknowledged, oldest first, in the
+order it was appended, for replay. Presence, info and availability are never queued here: their
+current value is published on every connect instead.
+
+The store is one SQLite file in WAL mode (each setting's reason is beside it in ``_PRAGMAS``):
+
+- ``append`` commits with ``synchronous=FULL``, so the WAL is fsynced before it returns: a
+  message the caller has been told is queued survives a power cut, not only a killed process.
+- ``ack`` and ``mark_attempted`` commit with ``synchronous=NORMAL``: their frames reach the OS at
+  once (so they survive SIGKILL) and reach the disk with the next fsync (the next ``append`` or
+  checkpoint). A power cut can lose only the newest of them, and the WAL's checksummed frames
+  mean it loses a tail, never a hole. A lost ack resends a message that consumers dedupe by
+  ``event_id``; a lost attempt mark changes nothing, because every entry from an earlier run is
+  a replay anyway (``OutboxEntry.from_earlier_run``). That saves two fsyncs per message.
+
+Bounds: ``max_messages``, ``max_bytes`` (topic + payload) and ``max_age_s``. When an append goes
+over the count or byte bound, existing entries are dropped, the new one never is: events
+(oldest first) before results, and results (oldest first) only when no event is left. Results
+are the job's outcome, one per job and the thing the back office pays for; events are the
+running commentary, and a gap in their ``seq`` shows what was lost. The age bound is an expiry,
+not space pressure, so it applies to every kind alike. Every drop is counted by reason in
+``dropped_total``, which is stored in the same transaction as the drop and so survives restarts.
+
+A database file that SQLite reports as corrupt (or not a database) is moved aside to
+``<name>.corrupt-<UTC time>`` together with its ``-wal`` and ``-shm`` files, an ERROR line is
+logged, and a fresh outbox is started: a kit in the field must keep recording new jobs, and the
+old file stays for anyone who wants to dig in it. Any other failure to open (permissions, a
+missing directory, a full disk, a schema from a newer gatewayd) raises ``OutboxError`` naming the
+file, never a bare sqlite3 traceback; every later sqlite3 failure is an ``OutboxError`` too.
+
+Why the calls are synchronous, on the event loop: the daemon has one asyncio loop and publishes a
+few messages per job step, not telemetry. One ``append`` is one small transaction and one fsync
+(0.5 ms measured on the development VM's disk; an SD card's fsync is typically a few to some tens
+of ms); ``ack``/``mark_attempted`` fsync only when they happen to run SQLite's automatic WAL
+checkpoint (every ~1000 pages). At the bounds (10,000 messages, 50 MiB) an append measured
+0.6 ms and opening, with its ``quick_check``, 63 ms. That is well below the hub link's shortest
+protocol timer (250 ms), while a worker thread would make the ordering between ``append``,
+publish and ``ack`` a thing to get right. The connection is made for one thread.
+
+The daemon's start must catch ``OutboxError`` and report it as a configuration or storage
+problem (the message names the file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from gatewayd.clock import Clock
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DropReason",
+    "MessageKind",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxError",
+]
+
+_log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+DEFAULT_MAX_MESSAGES = 10_000
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+
+# Site seconds between two log lines about dropped messages.
+DROP_LOG_INTERVAL_S = 60.0
+
+# Connection settings, applied at every open.
+_PRAGMAS = (
+    # WAL: a commit appends checksummed frames to the -wal file and never rewrites the database
+    # in place, so a crash mid-write leaves the last good state; readers (an operator's sqlite3
+    # shell) do not block the daemon.
+    "PRAGMA journal_mode=WAL",
+    # Wait for such a reader's lock rather than failing at once.
+    "PRAGMA busy_timeout=2000",
+    # After a checkpoint, shrink a WAL that a burst made large, so a kit's small card is not
+    # held by an empty log.
+    "PRAGMA journal_size_limit=1048576",
+)
+
+# An SQLite base result code for "this file is damaged", as opposed to "cannot get at it".
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )""",
+    # AUTOINCREMENT: ids are never reused, even after the outbox was emptied, so an id is the
+    # replay order for the life of the file and tells entries from an earlier run apart.
+    # precedence: 0 for what a space bound drops first (events), 1 for results.
+    """CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        retain INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        precedence INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        size INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS messages_drop_order ON messages (precedence, id)",
+    "CREATE INDEX IF NOT EXISTS messages_created_at ON messages (created_at)",
+    """CREATE TABLE IF NOT EXISTS dropped (
+        reason TEXT PRIMARY KEY,
+        total INTEGER NOT NULL
+    )""",
+)
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be opened or used; the message names the file."""
+
+
+class MessageKind(StrEnum):
+    """What a queued message is, for the drop policy."""
+
+    EVENT = "event"
+    RESULT = "result"
+
+
+_PRECEDENCE = {MessageKind.EVENT: 0, MessageKind.RESULT: 1}
+
+
+class DropReason(StrEnum):
+    """Which bound dropped a message."""
+
+    COUNT = "count"
+    BYTES = "bytes"
+    AGE = "age"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One queued publication.
+
+    ``id`` orders replay. ``attempts`` counts publishes tried (``mark_attempted``).
+    ``from_earlier_run`` is True for an entry appended before this ``Outbox`` was opened.
+    The publisher sets the payload's ``replayed`` flag when ``is_resend`` is True, or when it
+    publishes the entry later than at its creation because the broker was unreachable.
+    """
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: MessageKind
+    created_at: datetime
+    attempts: int
+    from_earlier_run: bool
+
+    @property
+    def is_resend(self) -> bool:
+        """A publish of this entry was tried before, in this run or an earlier one."""
+        return self.attempts > 0 or self.from_earlier_run
+
+    @property
+    def size(self) -> int:
+        """Bytes counted against ``max_bytes``: topic (UTF-8) plus payload."""
+        return _size(self.topic, self.payload)
+
+
+def _size(topic: str, payload: bytes) -> int:
+    return len(topic.encode()) + len(payload)
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class Outbox:
+    """The durable queue of MQTT publications; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+    ) -> None:
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be greater than 0, got {max_age_s}")
+        self.path = Path(path)
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._clock = clock
+        #: Where a corrupt file found at open was moved to, or None.
+        self.recovered_from: Path | None = None
+        self._depth = 0
+        self._bytes = 0
+        self._dropped = dict.fromkeys(DropReason, 0)
+        self._last_id_at_open = 0
+        self._next_drop_log = float("-inf")
+        try:
+            self._conn = self._open()
+        except _Corrupt as exc:
+            aside = self._move_aside()
+            _log.error(
+                "outbox file=%s is corrupt (%s); moved it to %s and started an empty outbox: "
+                "messages queued in it were NOT published",
+                self.path,
+                exc,
+                aside,
+            )
+            self.recovered_from = aside
+            try:
+                self._conn = self._open()
+            except _Corrupt as again:
+                raise OutboxError(
+                    f"outbox {self.path}: still unusable after a fresh start: {again}"
+                ) from None
+        try:
+            # Entries over the age bound while the kit was off go now, not at the next append.
+            self.prune()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        existed = self.path.exists()
+        try:
+            # isolation_level=None: transactions are our explicit BEGIN/COMMIT, so no statement
+            # runs in a transaction Python opened behind our back.
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error("cannot open", exc) from None
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if not existed:
+            _fsync_dir(self.path.parent)
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        try:
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                # Still crash-safe with a rollback journal, only slower and blocking readers.
+                _log.warning("outbox file=%s: WAL not available, journal_mode=%s", self.path, mode)
+            # quick_check reads every page (not the cross-index checks of integrity_check): a
+            # damaged file is found now, at start, not in the middle of a job.
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if rows != ["ok"]:
+                raise _Corrupt("; ".join(rows[:3]))
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            # One statement at a time: executescript() would commit our transaction first.
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
+                raise OutboxError(
+                    f"outbox {self.path} has schema version {row[0]}, written by a newer gatewayd "
+                    f"(this one knows version {SCHEMA_VERSION}); move it aside or upgrade"
+                )
+            conn.execute("COMMIT")
+            depth, size = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+            ).fetchone()
+            self._depth, self._bytes = int(depth), int(size)
+            for reason, total in conn.execute("SELECT reason, total FROM dropped"):
+                with contextlib.suppress(ValueError):
+                    self._dropped[DropReason(reason)] = int(total)
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+            self._last_id_at_open = int(seq[0]) if seq is not None else 0
+        except sqlite3.Error as exc:
+            # Errors raised by the sqlite3 module itself carry no SQLite code.
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _CORRUPT_CODES:
+                raise _Corrupt(str(exc)) from None
+            raise self._error("cannot open", exc) from None
+
+    def _move_aside(self) -> Path:
+        stamp = self._clock.wall().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        try:
+            # The -wal and -shm files belong to the damaged database: a fresh database must not
+            # meet them.
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + suffix))
+            os.replace(self.path, aside)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise OutboxError(
+                f"outbox {self.path} is corrupt and could not be moved aside: {exc}"
+            ) from None
+        return aside
+
+    def _error(self, doing: str, exc: sqlite3.Error) -> OutboxError:
+        return OutboxError(f"outbox {self.path}: {doing}: {exc}")
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        kind: MessageKind = MessageKind.EVENT,
+        created_at: datetime | None = None,
+    ) -> OutboxEntry:
+        """Queue one publication; it is on disk (fsynced) when this returns.
+
+        ``created_at`` (timezone-aware; default: the clock's ``wall()``) is when the message was
+        made, for the age bound. Goes over a bound: older entries are dropped, never this one.
+        A message larger than ``max_bytes`` on its own is refused with ``ValueError``.
+        """
+        if not topic:
+            raise ValueError("topic must not be empty")
+        if qos not in (1, 2):
+            # The entry leaves the outbox on the broker's acknowledgement, which QoS 0 lacks.
+            raise ValueError(f"qos must be 1 or 2 for a queued message, got {qos}")
+        payload = bytes(payload)
+        kind = MessageKind(kind)
+        when = created_at if created_at is not None else self._clock.wall()
+        if when.tzinfo is None:
+            raise ValueError("created_at must be timezone-aware")
+        size = _size(topic, payload)
+        if size > self.max_bytes:
+            raise ValueError(
+                f"message of {size} bytes is larger than the whole outbox (max_bytes="
+                f"{self.max_bytes})"
+            )
+        with self._transaction(durable=True, doing="append"):
+            cur = self._conn.execute(
+                "INSERT INTO messages (topic, payload, qos, retain, kind, precedence, created_at,"
+                " size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    topic,
+                    payload,
+                    qos,
+                    int(retain),
+                    kind.value,
+                    _PRECEDENCE[kind],
+                    when.timestamp(),
+                    size,
+                ),
+            )
+            new_id = cur.lastrowid
+            assert new_id is not None
+            self._depth += 1
+            self._bytes += size
+            self._prune_in_txn(keep=new_id)
+            self._enforce_space(keep=new_id)
+        return OutboxEntry(
+            id=new_id,
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=retain,
+            kind=kind,
+            created_at=when.astimezone(UTC),
+            attempts=0,
+            from_earlier_run=False,
+        )
+
+    def pending(self, limit: int = 100, *, after: int = 0) -> list[OutboxEntry]:
+        """Up to ``limit`` unacknowledged entries with an id above ``after``, oldest first."""
+        try:
+            rows = self._conn.execute(
+                "SELECT id, topic, payload, qos, retain, kind, created_at, attempts FROM messages"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        return [
+            OutboxEntry(
+                id=int(r[0]),
+                topic=str(r[1]),
+                payload=bytes(r[2]),
+                qos=int(r[3]),
+                retain=bool(r[4]),
+                kind=MessageKind(r[5]),
+                created_at=datetime.fromtimestamp(float(r[6]), UTC),
+                attempts=int(r[7]),
+                from_earlier_run=int(r[0]) <= self._last_id_at_open,
+            )
+            for r in rows
+        ]
+
+    def ack(self, entry_id: int) -> bool:
+        """The broker acknowledged the entry: remove it. False if it was not there (any more)."""
+        with self._transaction(durable=False, doing="ack"):
+            # No DELETE ... RETURNING: it needs SQLite 3.35, newer than some kits' OS.
+            row = self._conn.execute(
+                "SELECT size FROM messages WHERE id = ?", (entry_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self._conn.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+            self._depth -= 1
+            self._bytes -= int(row[0])
+        return True
+
+    def mark_attempted(self, entry_id: int) -> bool:
+        """Record that a publish of the entry is being tried, before trying it.
+
+        A later publish of the same entry is then a resend (``OutboxEntry.is_resend``). False
+        if the entry is not there (any more).
+        """
+        with self._transaction(durable=False, doing="mark attempted"):
+            cur = self._conn.execute(
+                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (entry_id,)
+            )
+            return cur.rowcount > 0
+
+    def prune(self) -> int:
+        """Drop every entry older than ``max_age_s``; returns how many went."""
+        before = self._dropped[DropReason.AGE]
+        with self._transaction(durable=False, doing="prune"):
+            self._prune_in_txn(keep=None)
+        return self._dropped[DropReason.AGE] - before
+
+    # -- gauges and counters -----------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Entries waiting for an acknowledgement."""
+        return self._depth
+
+    def bytes(self) -> int:
+        """Their size as counted against ``max_bytes`` (topic plus payload)."""
+        return self._bytes
+
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest waiting entry was created; 0.0 when none is waiting."""
+        try:
+            row = self._conn.execute("SELECT MIN(created_at) FROM messages").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        if row is None or row[0] is None:
+            return 0.0
+        # A wall clock stepped backwards must not show a negative age.
+        return max(0.0, self._clock.wall().timestamp() - float(row[0]))
+
+    @property
+    def dropped_total(self) -> dict[DropReason, int]:
+        """Entries a bound dropped, by reason, over the life of the file."""
+        return dict(self._dropped)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- inside a transaction ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, durable: bool, doing: str) -> Iterator[None]:
+        conn = self._conn
+        try:
+            # synchronous can only change outside a transaction; it applies to the next commit.
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot {doing}", exc) from None
+        saved = (self._depth, self._bytes, dict(self._dropped))
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # The in-memory gauges follow the database: undo them with the transaction.
+            self._depth, self._bytes, self._dropped = saved
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(f"cannot {doing}", exc) from None
+            raise
+
+    def _prune_in_txn(self, *, keep: int | None) -> None:
+        cutoff = self._clock.wall().timestamp() - self.max_age_s
+        n, size = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+            " WHERE created_at < ? AND id IS NOT ?",
+            (cutoff, keep),
+        ).fetchone()
+        if not n:
+            return
+        self._conn.execute(
+            "DELETE FROM messages WHERE created_at < ? AND id IS NOT ?", (cutoff, keep)
+        )
+        self._depth -= int(n)
+        self._bytes -= int(size)
+        self._count_drops(DropReason.AGE, int(n))
+
+    def _enforce_space(self, *, keep: int) -> None:
+        if self._depth <= self.max_messages and self._bytes <= self.max_bytes:
+            return
+        victims: dict[DropReason, list[int]] = {DropReason.COUNT: [], DropReason.BYTES: []}
+        # Events oldest first, then results oldest first; the new entry is never a victim, and
+        # max_bytes >= its size (checked in append) so it alone always fits.
+        cur = self._conn.execute(
+            "SELECT id, size FROM messages WHERE id != ? ORDER BY precedence, id", (keep,)
+        )
+        try:
+            for entry_id, size in cur:
+                if self._depth > self.max_messages:
+                    reason = DropReason.COUNT
+                elif self._bytes > self.max_bytes:
+                    reason = DropReason.BYTES
+                else:
+                    break
+                victims[reason].append(int(entry_id))
+                self._depth -= 1
+                self._bytes -= int(size)
+        finally:
+            cur.close()
+        for reason, ids in victims.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self._conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            self._count_drops(reason, len(ids))
+
+    def _count_drops(self, reason: DropReason, n: int) -> None:
+        if n == 0:
+            return
+        self._dropped[reason] += n
+        self._conn.execute(
+            "INSERT INTO dropped (reason, total) VALUES (?, ?)"
+            " ON CONFLICT (reason) DO UPDATE SET total = total + excluded.total",
+            (reason.value, n),
+        )
+        # A full outbox drops on every append while the broker stays away: one line a minute
+        # with the running totals, not one per message (the counters are there for metrics).
+        now = self._clock.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + DROP_LOG_INTERVAL_S
+            _log.warning(
+                "outbox bound dropped messages reason=%s count=%d dropped_total=%s depth=%d "
+                "bytes=%d",
+                reason.value,
+                n,
+                ",".join(f"{r.value}:{t}" for r, t in self._dropped.items()),
+                self._depth,
+                self._bytes,
+            )
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a file's creation or renaming in ``directory`` durable (POSIX needs the dir fsynced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        # Some filesystems refuse fsync on a directory; the data itself is still synced.
+        pass
+    finally:
+        os.close(fd)
