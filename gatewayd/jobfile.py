@@ -265,7 +265,7 @@ class Job(BaseModel):
     @field_validator("job_id", mode="before")
     @classmethod
     def _job_id(cls, value: object) -> object:
-        if isinstance(value, str) and not JOB_ID_PATTERN.match(value):
+        if isinstance(value, str) and not JOB_ID_PATTERN.fullmatch(value):
             raise ValueError(
                 f"{value!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-' "
                 "(it becomes an MQTT topic level)"

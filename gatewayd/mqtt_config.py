@@ -16,6 +16,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gatewayd.config_errors import Loc, RuleViolations
+from gatewayd.contract.topics import RESERVED_KIT_IDS
 
 __all__ = ["TOPIC_LEVEL", "MqttConfig", "MqttProtocol", "MqttTls", "SecretError"]
 
@@ -77,6 +78,8 @@ class MqttConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems: list[tuple[Loc, str]] = []
+        if self.kit_id in RESERVED_KIT_IDS:
+            problems.append((("kit_id",), f"{self.kit_id!r} is reserved for fleet-wide topics"))
         if self.password_file is not None and self.password_env is not None:
             problems.append((("password_env",), "give password_file or password_env, not both"))
         if self.reconnect_max_s < self.reconnect_first_s:

@@ -30,6 +30,7 @@ def test_defaults() -> None:
     [
         ({"kit_id": "kit/7"}, "mqtt.kit_id"),
         ({"kit_id": "kit+7"}, "mqtt.kit_id"),
+        ({"kit_id": "region"}, "mqtt.kit_id"),
         ({"password_file": "/x", "password_env": "X"}, "mqtt.password_env"),
         ({"tls": {"cert_file": "/c.pem"}}, "mqtt.tls.key_file"),
         ({"protocol": "4"}, "mqtt.protocol"),
