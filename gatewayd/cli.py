@@ -80,6 +80,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="simulation only: site seconds per real second (default: the kit config's)",
     )
 
+    run = sub.add_parser(
+        "run", help="the daemon: take jobs over MQTT and publish every step and verdict"
+    )
+    run.add_argument("--config", required=True, type=Path, help="kit config file (TOML)")
+
     demo = sub.add_parser("demo", help="run a simulated kit end to end")
     demo.add_argument("--speed", type=float, default=None, help="site seconds per real second")
     return parser
@@ -114,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time_scale=args.time_scale,
             )
         )
+    if args.command == "run":
+        from gatewayd.daemon import main_run
+
+        return main_run(args.config)
     if args.command == "demo":
         from gatewayd.demo import main_demo
 

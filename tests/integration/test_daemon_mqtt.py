@@ -1,0 +1,350 @@
+"""The daemon against a real mosquitto and a simulated hub: jobs in, events and verdicts out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gatewayd.daemon import Daemon
+from gatewayd.kitconfig import parse_kit_config
+from hwsim.commshub.hub import HubSimulator
+from hwsim.commshub.scenario import load_scenario, shipped_scenario
+from tests.mqtt_broker import Broker
+
+SPEED = 50
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "gatewayd/kit-1"
+
+
+@dataclass
+class Seen:
+    topic: str
+    body: Any
+    retain: bool
+
+
+@dataclass
+class Subscriber:
+    """A back office: subscribed to everything of the kit, reconnecting at once."""
+
+    host: str
+    port: int
+    seen: list[Seen] = field(default_factory=list)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    client: aiomqtt.Client | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier="backoffice") as c:
+                    await c.subscribe(f"{PREFIX}/#", qos=1)
+                    self.client = c
+                    self.connected.set()
+                    async for msg in c.messages:
+                        raw = bytes(msg.payload) if isinstance(msg.payload, bytes) else b""
+                        try:
+                            body = json.loads(raw)
+                        except ValueError:
+                            body = raw
+                        self.seen.append(Seen(str(msg.topic), body, bool(msg.retain)))
+            except aiomqtt.MqttError:
+                self.connected.clear()
+                self.client = None
+                await asyncio.sleep(0.02)
+
+    async def wait_for(self, pred: Callable[[Seen], bool], timeout: float = 30) -> Seen:
+        async with asyncio.timeout(timeout):
+            while True:
+                for s in self.seen:
+                    if pred(s):
+                        return s
+                await asyncio.sleep(0.02)
+
+    async def request(self, command: str, body: Any, timeout: float = 10) -> dict[str, Any]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        start = len(self.seen)
+        await self.connected.wait()
+        assert self.client is not None
+        await self.client.publish(f"{PREFIX}/request/{command}", raw, qos=1)
+        async with asyncio.timeout(timeout):
+            while True:
+                for s in self.seen[start:]:
+                    if s.topic == f"{PREFIX}/response/{command}":
+                        assert isinstance(s.body, dict)
+                        return s.body
+                await asyncio.sleep(0.02)
+
+    def on(self, topic: str) -> list[Any]:
+        return [s.body for s in self.seen if s.topic == topic]
+
+
+@dataclass
+class Rig:
+    broker: Broker
+    sub: Subscriber
+    daemon: Daemon
+    sim: HubSimulator
+
+
+def job_doc(job_id: str) -> dict[str, Any]:
+    doc = tomllib.loads((ROOT / "examples" / "jobs" / "dual-fuel.toml").read_text())
+    doc["job_id"] = job_id
+    return doc
+
+
+@contextlib.asynccontextmanager
+async def make_rig(tmp_path: Path, scenario: str = "quick") -> AsyncIterator[Rig]:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sim = HubSimulator(load_scenario(shipped_scenario(scenario)), tmp_path / "hub", speed=SPEED)
+    await sim.start()
+    kit = parse_kit_config(
+        {
+            "time_scale": SPEED,
+            "hub": {"name": "hub1", "port": str(tmp_path / "hub")},
+            "wan": {"deadline_s": 300},
+            "han": {"deadline_s": 400, "join_window_s": 40, "join_attempts": 3},
+            "poll": {"first_interval_s": 5, "max_interval_s": 20, "attempt_timeout_s": 200},
+            "mqtt": {
+                "kit_id": "kit-1",
+                "host": broker.host,
+                "port": broker.port,
+                "state_dir": str(tmp_path / "state"),
+                # Slower than the test's subscriber, so it is back first after an outage.
+                "reconnect_first_s": 0.5,
+                "reconnect_max_s": 1.0,
+            },
+        },
+        source="test kit",
+    )
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    await asyncio.wait_for(sub.connected.wait(), 10)
+    daemon = Daemon(kit, config_bytes=b"test")
+    run_task = asyncio.create_task(daemon.run())
+    try:
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        yield Rig(broker, sub, daemon, sim)
+    finally:
+        daemon.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(run_task, 30)
+        sub_task.cancel()
+        await sim.stop()
+        broker.stop()
+
+
+async def retained(broker: Broker, topic: str) -> Any:
+    async with aiomqtt.Client(broker.host, broker.port, identifier="late") as c:
+        await c.subscribe(topic, qos=1)
+        async with asyncio.timeout(5):
+            async for msg in c.messages:
+                assert msg.retain
+                return json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+    raise AssertionError(f"nothing retained on {topic}")
+
+
+def assert_no_gaps(events: list[dict[str, Any]]) -> None:
+    """Per session, seq runs 1..n with nothing missing; repeats only with the same event_id."""
+    by_session: dict[int, dict[int, str]] = {}
+    for e in events:
+        seqs = by_session.setdefault(e["session"], {})
+        if e["seq"] in seqs:
+            assert seqs[e["seq"]] == e["event_id"], "a seq reused for a different event"
+        seqs[e["seq"]] = e["event_id"]
+    for session, seqs in by_session.items():
+        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"gap in session {session}"
+
+
+async def test_full_job_is_observed_by_a_subscriber(tmp_path: Path) -> None:
+    async with make_rig(tmp_path) as rig:
+        sub = rig.sub
+        info = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/info")
+        assert info.body["hubs"][0]["name"] == "hub1"
+        avail = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/hubs/hub1/availability")
+        assert avail.body["state"] == "online"
+        resp = await sub.request("start_job", {"transaction": "t-1", "job": job_doc("J-1")})
+        assert resp["ok"] is True and resp["transaction"] == "t-1" and resp["job_id"] == "J-1"
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-1/result")
+        assert result.body["outcome"] == "commissioned"
+        # A back office that subscribes later still gets the verdict: it is retained.
+        late = await retained(rig.broker, f"{PREFIX}/jobs/J-1/result")
+        assert late["outcome"] == "commissioned" and late["job_id"] == "J-1"
+        events = sub.on(f"{PREFIX}/jobs/J-1/events")
+        assert events and events[-1]["kind"] == "verdict"
+        assert_no_gaps(events)
+        assert all(e["replayed"] is False for e in events)
+        assert sub.on(f"{PREFIX}/hubs/hub1/events")  # the hub's own events are published too
+        status = await sub.request("status", {"transaction": "t-2"})
+        assert status["ok"] and status["outbox"]["depth"] == 0 and status["jobs"] == []
+
+
+async def test_broker_stopped_mid_job_loses_nothing(tmp_path: Path) -> None:
+    async with make_rig(tmp_path, "wan_late") as rig:
+        sub = rig.sub
+        resp = await sub.request("start_job", {"transaction": "t", "job": job_doc("J-2")})
+        assert resp["ok"], resp
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-2/events")
+        rig.broker.stop()
+        await asyncio.sleep(1.0)  # the job goes on: its events wait in the outbox
+        assert rig.daemon.outbox.depth() > 0
+        rig.broker.start()
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-2/result", 60)
+        assert result.body["outcome"] == "commissioned"
+        events = sub.on(f"{PREFIX}/jobs/J-2/events")
+        assert_no_gaps(events)
+        assert any(e["replayed"] for e in events)  # some were published late
+        assert events[-1]["kind"] == "verdict"
+
+
+async def test_bad_requests_get_error_responses_and_the_daemon_keeps_running(
+    tmp_path: Path,
+) -> None:
+    async with make_rig(tmp_path, "wan_never") as rig:
+        sub = rig.sub
+        bad_hub = {"transaction": "a", "hub": "nope", "job": job_doc("J-3")}
+        bad_mpan = {"transaction": "b", "job": {**job_doc("J-4"), "mpan": "1"}}
+        cases: list[tuple[str, Any, str]] = [
+            ("start_job", b"{not json", "invalid_json"),
+            ("start_job", {"job": job_doc("J-x")}, "invalid_request"),
+            ("start_job", bad_hub, "unknown_hub"),
+            ("start_job", bad_mpan, "invalid_request"),
+            ("start_job", b"{" + b" " * 40_000 + b"}", "too_large"),
+            ("cancel_job", {"transaction": "c", "job_id": "ghost"}, "unknown_job"),
+            ("launch", {"transaction": "d"}, "unknown_command"),
+        ]  # fmt: skip
+        for command, body, code in cases:
+            resp = await sub.request(command, body)
+            assert resp["ok"] is False and resp["error"]["code"] == code, (command, resp)
+            assert resp["error"]["reason"]
+        ok = await sub.request("start_job", {"transaction": "e", "job": job_doc("J-5")})
+        assert ok["ok"] is True
+        busy = await sub.request("start_job", {"transaction": "f", "job": job_doc("J-6")})
+        assert busy["ok"] is False and busy["error"]["code"] == "hub_busy"
+        again = await sub.request("cancel_job", {"transaction": "g", "job_id": "J-5"})
+        assert again["ok"] is True
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-5/result")
+        assert result.body["outcome"] == "cancelled"
+        status = await sub.request("status", {"transaction": "h"})
+        assert status["ok"] is True
+
+
+async def test_dcc_notice_topic_aborts_the_running_job(tmp_path: Path) -> None:
+    async with make_rig(tmp_path, "wan_never") as rig:
+        sub = rig.sub
+        assert (await sub.request("start_job", {"transaction": "t", "job": job_doc("J-7")}))["ok"]
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-7/events")
+        assert sub.client is not None
+        notice = {
+            "reference": "DCC-123",
+            "received_at": "2026-11-23T10:00:00Z",
+            "not_before": "2026-12-01T08:00:00Z",
+            "job_ids": ["J-7"],
+        }
+        await sub.client.publish(f"{PREFIX}/dcc/notice", json.dumps(notice).encode(), qos=1)
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-7/result")
+        assert result.body["abort"]["code"] == "UNABLE_TO_ESTABLISH_WAN"
+        abort = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/aborts")
+        assert abort.body["job_id"] == "J-7" and abort.body["code"] == "UNABLE_TO_ESTABLISH_WAN"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_paho(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING")
+
+
+KIT_TOML = """
+time_scale = {speed}
+[hub]
+name = "hub1"
+port = "{port}"
+[han]
+deadline_s = 400
+join_window_s = 40
+[poll]
+first_interval_s = 5
+max_interval_s = 20
+attempt_timeout_s = 200
+[mqtt]
+kit_id = "kit-1"
+host = "{host}"
+port = {mqtt_port}
+state_dir = "{state}"
+reconnect_first_s = 0.5
+reconnect_max_s = 1.0
+"""
+
+
+async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sim = HubSimulator(load_scenario(shipped_scenario("quick")), tmp_path / "hub", speed=SPEED)
+    await sim.start()
+    kit = tmp_path / "kit.toml"
+    kit.write_text(
+        KIT_TOML.format(
+            speed=SPEED,
+            port=tmp_path / "hub",
+            host=broker.host,
+            mqtt_port=broker.port,
+            state=tmp_path / "state",
+        )
+    )
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start_daemon() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatewayd", "run", "--config", str(kit),
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(proc)
+        return proc
+
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        daemon = await start_daemon()
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        resp = await sub.request("start_job", {"transaction": "t", "job": job_doc("J-K")})
+        assert resp["ok"], resp
+        broker.stop()  # the whole job now runs with the broker away
+        await asyncio.sleep(4)  # quick.toml commissions in well under this
+        daemon.kill()  # SIGKILL: no clean stop, no flush
+        await daemon.wait()
+        seen_before = len(sub.on(f"{PREFIX}/jobs/J-K/result"))
+        assert seen_before == 0
+        broker.start()
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        await start_daemon()
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-K/result", 30)
+        assert result.body["outcome"] == "commissioned"
+        events = sub.on(f"{PREFIX}/jobs/J-K/events")
+        assert_no_gaps(events)
+        assert events[-1]["kind"] == "verdict"
+        assert any(e["replayed"] for e in events)
+        # SIGTERM: a clean stop that says offline itself and exits 0.
+        procs[-1].terminate()
+        assert await asyncio.wait_for(procs[-1].wait(), 30) == 0
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "offline")
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 15)
+        sub_task.cancel()
+        await sim.stop()
+        broker.stop()
