@@ -62,10 +62,13 @@ class Subscriber:
                 self.client = None
                 await asyncio.sleep(0.02)
 
-    async def wait_for(self, pred: Callable[[Seen], bool], timeout: float = 30) -> Seen:
+    async def wait_for(
+        self, pred: Callable[[Seen], bool], timeout: float = 30, *, since: int = 0
+    ) -> Seen:
+        """The first message from index ``since`` on that ``pred`` accepts."""
         async with asyncio.timeout(timeout):
             while True:
-                for s in self.seen:
+                for s in self.seen[since:]:
                     if pred(s):
                         return s
                 await asyncio.sleep(0.02)
@@ -345,6 +348,129 @@ async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
                 proc.terminate()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 15)
+        sub_task.cancel()
+        await sim.stop()
+        broker.stop()
+
+
+async def test_many_hubs_run_jobs_concurrently_and_a_dead_hub_stalls_none(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sims = [
+        HubSimulator(load_scenario(shipped_scenario(name)), tmp_path / f"hub-{n}", speed=SPEED)
+        for n, name in (("a", "quick"), ("b", "gsme_second_window"))
+    ]
+    for sim in sims:
+        await sim.start()
+    kit = parse_kit_config(
+        {
+            "time_scale": SPEED,
+            "hubs": [
+                {"name": "hub-a", "port": str(tmp_path / "hub-a")},
+                {"name": "hub-b", "port": str(tmp_path / "hub-b")},
+                {"name": "hub-dead", "port": str(tmp_path / "no-such-port")},
+            ],
+            "han": {"deadline_s": 400, "join_window_s": 40},
+            "poll": {"first_interval_s": 5, "max_interval_s": 20, "attempt_timeout_s": 200},
+            "mqtt": {
+                "kit_id": "kit-1",
+                "host": broker.host,
+                "port": broker.port,
+                "state_dir": str(tmp_path / "state"),
+            },
+        }
+    )
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    daemon = Daemon(kit, config_bytes=b"kit")
+    run_task = asyncio.create_task(daemon.run())
+    try:
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        dead = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/hubs/hub-dead/availability")
+        assert dead.body["state"] == "offline" and dead.body["reason"]
+        no_hub = await sub.request("start_job", {"transaction": "x", "job": job_doc("J-0")})
+        assert no_hub["error"]["code"] == "unknown_hub"  # several hubs: the request must name one
+        for hub, job_id in (("hub-a", "J-A"), ("hub-b", "J-B"), ("hub-dead", "J-D")):
+            resp = await sub.request(
+                "start_job", {"transaction": job_id, "hub": hub, "job": job_doc(job_id)}
+            )
+            assert resp["ok"], resp
+        results = {}
+        for job_id in ("J-A", "J-B", "J-D"):
+            seen = await sub.wait_for(lambda s, j=job_id: s.topic == f"{PREFIX}/jobs/{j}/result")
+            results[job_id] = seen.body["outcome"]
+        assert results == {"J-A": "commissioned", "J-B": "commissioned", "J-D": "failed"}
+    finally:
+        daemon.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(run_task, 30)
+        sub_task.cancel()
+        for sim in sims:
+            await sim.stop()
+        broker.stop()
+
+
+async def test_hub_availability_follows_the_serial_link(tmp_path: Path) -> None:
+    async with make_rig(tmp_path) as rig:
+        topic = f"{PREFIX}/hubs/hub1/availability"
+        await rig.sub.wait_for(lambda s: s.topic == topic and s.body["state"] == "online")
+        rig.sim.pull_cable(1.0)
+        off = await rig.sub.wait_for(lambda s: s.topic == topic and s.body["state"] == "offline")
+        assert off.body["reason"]
+        n = len(rig.sub.seen)
+        await rig.sub.wait_for(lambda s: s.topic == topic and s.body["state"] == "online", since=n)
+        kinds = [e["event"]["kind"] for e in rig.sub.on(f"{PREFIX}/hubs/hub1/events")]
+        assert "link_lost" in kinds and "link_up" in kinds
+
+
+async def test_rebirth_republishes_state_info_availability_and_results(tmp_path: Path) -> None:
+    async with make_rig(tmp_path) as rig:
+        sub = rig.sub
+        assert (await sub.request("start_job", {"transaction": "t", "job": job_doc("J-R")}))["ok"]
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-R/result")
+        n = len(sub.seen)
+        resp = await sub.request("rebirth", {"transaction": "r"})
+        assert resp["ok"] is True and resp["session"] == 1
+        for topic in ("state", "info", "hubs/hub1/availability", "jobs/J-R/result"):
+            await sub.wait_for(lambda s, t=topic: s.topic == f"{PREFIX}/{t}", since=n)
+
+
+async def test_last_will_of_a_killed_daemon_carries_its_session(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sim = HubSimulator(load_scenario(shipped_scenario("quick")), tmp_path / "hub", speed=SPEED)
+    await sim.start()
+    kit = tmp_path / "kit.toml"
+    kit.write_text(
+        KIT_TOML.format(
+            speed=SPEED,
+            port=tmp_path / "hub",
+            host=broker.host,
+            mqtt_port=broker.port,
+            state=tmp_path / "state",
+        ).replace("reconnect_first_s", "keepalive_s = 5\nreconnect_first_s")
+    )
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "run", "--config", str(kit),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        online = await sub.wait_for(
+            lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online"
+        )
+        proc.kill()
+        await proc.wait()
+        offline = await sub.wait_for(
+            lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "offline", 20
+        )
+        assert offline.body["session"] == online.body["session"]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
         sub_task.cancel()
         await sim.stop()
         broker.stop()

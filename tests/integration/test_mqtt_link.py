@@ -87,6 +87,7 @@ async def test_online_with_session_then_offline_on_clean_stop(
     link.start()
     assert await link.wait_connected(10)
     await watcher.expect(state="online", session=1)
+    assert "as gatewayd-kit-1 (p5," in broker.log()  # MQTT 5 by default
     await link.stop()
     await watcher.expect(state="offline", session=1)
     assert (tmp_path / "state" / "mqtt-session").read_text().strip() == "1"
@@ -260,3 +261,15 @@ async def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
             await link.stop()
     finally:
         broker.stop()
+
+
+async def test_mqtt_3_1_1_as_an_option(broker: Broker, watcher: Watcher, tmp_path: Path) -> None:
+    link = MqttLink(config(broker, tmp_path / "state", protocol="3.1.1"), state_topic=STATE)
+    link.start()
+    try:
+        assert await link.wait_connected(10)
+        await watcher.expect(state="online", session=1)
+    finally:
+        await link.stop()
+    # mosquitto logs the protocol as p2 for MQTT 3.1.1 and p5 for MQTT 5.
+    assert "as gatewayd-kit-1 (p2," in broker.log()
