@@ -78,6 +78,8 @@ case "${1:-}" in
     "$VENV/bin/ruff" format --check gatewayd drivers hw-fixtures tests bench
     echo "== mypy --strict" >&2
     "$VENV/bin/mypy" --strict gatewayd drivers
+    echo "== MQTT contract files (docs/schemas, docs/asyncapi.yaml) up to date" >&2
+    "$VENV/bin/python" -m gatewayd.schema_export --check
     echo "== pytest" >&2
     exec "$VENV/bin/pytest" "$@" ;;
   *)

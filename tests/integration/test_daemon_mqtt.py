@@ -167,6 +167,8 @@ def assert_no_gaps(events: list[dict[str, Any]]) -> None:
         seqs[e["seq"]] = e["event_id"]
     for session, seqs in by_session.items():
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"gap in session {session}"
+        # In order: first arrivals come in seq order (dicts keep insertion order).
+        assert list(seqs) == sorted(seqs), f"out of order in session {session}"
 
 
 async def test_full_job_is_observed_by_a_subscriber(tmp_path: Path) -> None:
