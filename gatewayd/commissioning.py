@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.commshub.client import HubClient
@@ -131,7 +132,7 @@ async def run_job(
     clock: Clock,
     dcc: DccInput | None = None,
     cancel: asyncio.Event | None = None,
-    cancelled_by: str = "installer",
+    cancelled_by: str | Callable[[], str] = "installer",
     sinks: list[ProgressSink] | None = None,
     meter_supply: Supply | None = None,
 ) -> JobRun:
@@ -180,7 +181,7 @@ async def _race(
     stages: _Stages,
     dcc: DccInput,
     cancel: asyncio.Event,
-    cancelled_by: str,
+    cancelled_by: str | Callable[[], str],
     report: Reporter,
 ) -> tuple[DccNotice | None, Ending | None]:
     work = asyncio.create_task(stages.run(), name=f"job {stages.job.job_id}")
@@ -202,8 +203,10 @@ async def _race(
             )
         else:
             stages.freeze()
-            ending = Cancelled(cancelled_by, "cancelled while the job ran")
-            report(Stage.VERDICT, Kind.NOTE, f"Job cancelled by the {cancelled_by}")
+            # Who cancelled is known only now (the daemon sets it as it cancels).
+            by = cancelled_by() if callable(cancelled_by) else cancelled_by
+            ending = Cancelled(by, "cancelled while the job ran")
+            report(Stage.VERDICT, Kind.NOTE, f"Job cancelled by the {by.replace('_', ' ')}")
     finally:
         for task in (work, notice_task, cancel_task):
             task.cancel()

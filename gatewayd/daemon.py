@@ -364,7 +364,7 @@ class Daemon:
                 clock=self.clock,
                 dcc=handle.dcc,
                 cancel=handle.cancel,
-                cancelled_by=handle.cancelled_by,
+                cancelled_by=lambda: handle.cancelled_by,
                 sinks=[sink],
             )
         except Exception:

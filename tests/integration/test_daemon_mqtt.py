@@ -240,6 +240,7 @@ async def test_bad_requests_get_error_responses_and_the_daemon_keeps_running(
         assert again["ok"] is True
         result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-5/result")
         assert result.body["outcome"] == "cancelled"
+        assert result.body["cancellation"]["by"] == "back_office"
         status = await sub.request("status", {"transaction": "h"})
         assert status["ok"] is True
 
