@@ -68,15 +68,18 @@ from gatewayd.contract import (
     to_payload,
 )
 from gatewayd.dcc import DccInput
+from gatewayd.job_journal import JobJournal
 from gatewayd.jobfile import Job
 from gatewayd.kitconfig import HubPort, KitConfig, load_kit_config
+from gatewayd.meter_type import check_meter_type
 from gatewayd.mqtt_config import MqttConfig
 from gatewayd.mqtt_link import MqttLink, MqttUnavailable
 from gatewayd.outbox import Outbox, OutboxError
-from gatewayd.outcomes import enum_label
+from gatewayd.outcomes import Failed, RunFacts, enum_label
 from gatewayd.progress import Progress, Stage
 from gatewayd.publisher import Publisher
-from gatewayd.result import ResultDocument
+from gatewayd.result import ResultDocument, build_result
+from gatewayd.verdict import decide
 
 __all__ = ["Daemon"]
 
@@ -135,6 +138,7 @@ class Daemon:
                 f"cannot create the state directory {self.mqtt.state_dir}: {exc.strerror}"
             ) from None
         self.outbox = Outbox(self.mqtt.state_dir / "outbox.sqlite3", clock=self.clock)
+        self.journal = JobJournal(self.mqtt.state_dir / "jobs")
         self.link = MqttLink(
             self.mqtt,
             state_topic=self.topics.state,
@@ -161,6 +165,7 @@ class Daemon:
         for rt in self.hubs.values():
             await rt.client.start()
             self._tasks.append(asyncio.create_task(self._forward_hub_events(rt)))
+        self._settle_interrupted_jobs()
         self.publisher.start()
         self.link.start()
         _log.info(
@@ -335,6 +340,7 @@ class Daemon:
         handle = JobHandle(job=job, hub=hub_name, started_at=self.clock.wall())
         handle.dcc = DccInput(job.job_id)
         self.jobs_seen.add(job.job_id)
+        self.journal.begin(job, hub_name, handle.started_at)
         rt.job = handle
         handle.task = asyncio.create_task(self._run_job(rt, handle), name=f"job {job.job_id}")
         _log.info("job started job=%s hub=%s", job.job_id, hub_name)
@@ -367,22 +373,50 @@ class Daemon:
                 cancelled_by=lambda: handle.cancelled_by,
                 sinks=[sink],
             )
-        except Exception:
+        except Exception as exc:
             _log.exception("job crashed job=%s", job_id)
+            reason = f"internal error: {exc}"
+            self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
             rt.job = None
             return
-        result = run.result
-        self.results[job_id] = result
-        self.publisher.emit_result(self.topics.job_result(job_id), result)
+        self._publish_result(run.result, handle.hub)
+        rt.job = None
+
+    def _publish_result(self, result: ResultDocument, hub: str) -> None:
+        """Queue a job's result (and its abort notice), then forget that the job was running."""
+        self.results[result.job_id] = result
+        self.publisher.emit_result(self.topics.job_result(result.job_id), result)
         if result.abort is not None:
             self.publisher.emit(
                 self.topics.aborts,
-                lambda st: _required(
-                    abort_notice(result, hub=handle.hub, topics=self.topics, stamp=st)
-                ),
+                lambda st: _required(abort_notice(result, hub=hub, topics=self.topics, stamp=st)),
             )
-        _log.info("job finished job=%s outcome=%s", job_id, result.outcome.value)
-        rt.job = None
+        self.journal.end(result.job_id)
+        _log.info("job finished job=%s outcome=%s", result.job_id, result.outcome.value)
+
+    def _publish_failed(self, job: Job, hub: str, started_at: datetime, reason: str) -> None:
+        facts = RunFacts(
+            job=job,
+            meter_type=check_meter_type(job, self.kit.van.electricity_variants),
+            ending=Failed(reason),
+        )
+        finished_at = max(self.clock.wall(), started_at)
+        self._publish_result(
+            build_result(facts, decide(facts), started_at=started_at, finished_at=finished_at),
+            hub,
+        )
+
+    def _settle_interrupted_jobs(self) -> None:
+        """Jobs a previous run left unfinished get a ``failed`` result, so none waits forever."""
+        for left in self.journal.interrupted():
+            self.jobs_seen.add(left.job.job_id)
+            _log.warning("job interrupted by a stop of the kit job=%s", left.job.job_id)
+            self._publish_failed(
+                left.job,
+                left.hub,
+                left.started_at,
+                "the kit stopped while this job ran (power cut or crash); run the job again",
+            )
 
     def _cancel_job(self, req: CancelJobRequest) -> CancelJobResponse | ErrorResponse:
         for rt in self.hubs.values():

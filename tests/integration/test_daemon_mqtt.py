@@ -477,3 +477,65 @@ async def test_last_will_of_a_killed_daemon_carries_its_session(tmp_path: Path) 
         sub_task.cancel()
         await sim.stop()
         broker.stop()
+
+
+async def test_daemon_killed_mid_job_publishes_a_failed_result_after_restart(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sim = HubSimulator(load_scenario(shipped_scenario("wan_never")), tmp_path / "hub", speed=SPEED)
+    await sim.start()
+    kit = tmp_path / "kit.toml"
+    kit.write_text(
+        KIT_TOML.format(
+            speed=SPEED,
+            port=tmp_path / "hub",
+            host=broker.host,
+            mqtt_port=broker.port,
+            state=tmp_path / "state",
+        )
+    )
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start_daemon() -> None:
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gatewayd",
+                "run",
+                "--config",
+                str(kit),
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        await start_daemon()
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        assert (await sub.request("start_job", {"transaction": "t", "job": job_doc("J-M")}))["ok"]
+        await sub.wait_for(
+            lambda s: s.topic == f"{PREFIX}/jobs/J-M/events" and s.body["stage"] == "wan"
+        )
+        procs[0].kill()  # mid-WAN-probe: the job cannot finish in this process
+        await procs[0].wait()
+        await start_daemon()
+        result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-M/result", 30)
+        assert result.body["outcome"] == "failed"
+        assert "stopped while this job ran" in result.body["failure"]["reason"]
+        # The same job id is not taken again by this kit: its verdict is final.
+        again = await sub.request("start_job", {"transaction": "u", "job": job_doc("J-M")})
+        assert again["ok"] is False and again["error"]["code"] == "job_exists"
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 15)
+        sub_task.cancel()
+        await sim.stop()
+        broker.stop()
