@@ -291,12 +291,36 @@ reconnect_max_s = 1.0
 """
 
 
-async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class ProcessRig:
+    """The daemon as its own process (so it can be SIGKILLed), a broker, a hub, a back office."""
+
+    broker: Broker
+    sub: Subscriber
+    kit: Path
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def start_daemon(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatewayd", "run", "--config", str(self.kit),
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    async def online(self) -> Seen:
+        return await self.sub.wait_for(
+            lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online"
+        )
+
+
+@contextlib.asynccontextmanager
+async def process_rig(
+    tmp_path: Path, scenario: str, *, extra_mqtt: str = ""
+) -> AsyncIterator[ProcessRig]:
     broker = Broker(tmp_path / "broker")
     broker.start()
-    sim = HubSimulator(load_scenario(shipped_scenario("quick")), tmp_path / "hub", speed=SPEED)
+    sim = HubSimulator(load_scenario(shipped_scenario(scenario)), tmp_path / "hub", speed=SPEED)
     await sim.start()
     kit = tmp_path / "kit.toml"
     kit.write_text(
@@ -307,23 +331,32 @@ async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
             mqtt_port=broker.port,
             state=tmp_path / "state",
         )
+        + extra_mqtt
     )
     sub = Subscriber(broker.host, broker.port)
     sub_task = asyncio.create_task(sub.run())
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start_daemon() -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gatewayd", "run", "--config", str(kit),
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        procs.append(proc)
-        return proc
-
+    rig = ProcessRig(broker, sub, kit)
     try:
         await asyncio.wait_for(sub.connected.wait(), 10)
-        daemon = await start_daemon()
-        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        yield rig
+    finally:
+        for proc in rig.procs:
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 15)
+        sub_task.cancel()
+        await sim.stop()
+        broker.stop()
+
+
+async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
+    tmp_path: Path,
+) -> None:
+    async with process_rig(tmp_path, "quick") as rig:
+        sub, broker = rig.sub, rig.broker
+        daemon = await rig.start_daemon()
+        await rig.online()
         resp = await sub.request("start_job", {"transaction": "t", "job": job_doc("J-K")})
         assert resp["ok"], resp
         broker.stop()  # the whole job now runs with the broker away
@@ -334,7 +367,7 @@ async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
         assert seen_before == 0
         broker.start()
         await asyncio.wait_for(sub.connected.wait(), 10)
-        await start_daemon()
+        await rig.start_daemon()
         result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-K/result", 30)
         assert result.body["outcome"] == "commissioned"
         events = sub.on(f"{PREFIX}/jobs/J-K/events")
@@ -342,18 +375,9 @@ async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
         assert events[-1]["kind"] == "verdict"
         assert any(e["replayed"] for e in events)
         # SIGTERM: a clean stop that says offline itself and exits 0.
-        procs[-1].terminate()
-        assert await asyncio.wait_for(procs[-1].wait(), 30) == 0
+        rig.procs[-1].terminate()
+        assert await asyncio.wait_for(rig.procs[-1].wait(), 30) == 0
         await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "offline")
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.terminate()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 15)
-        sub_task.cancel()
-        await sim.stop()
-        broker.stop()
 
 
 async def test_many_hubs_run_jobs_concurrently_and_a_dead_hub_stalls_none(
@@ -441,101 +465,34 @@ async def test_rebirth_republishes_state_info_availability_and_results(tmp_path:
 
 
 async def test_last_will_of_a_killed_daemon_carries_its_session(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    sim = HubSimulator(load_scenario(shipped_scenario("quick")), tmp_path / "hub", speed=SPEED)
-    await sim.start()
-    kit = tmp_path / "kit.toml"
-    kit.write_text(
-        KIT_TOML.format(
-            speed=SPEED,
-            port=tmp_path / "hub",
-            host=broker.host,
-            mqtt_port=broker.port,
-            state=tmp_path / "state",
-        ).replace("reconnect_first_s", "keepalive_s = 5\nreconnect_first_s")
-    )
-    sub = Subscriber(broker.host, broker.port)
-    sub_task = asyncio.create_task(sub.run())
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gatewayd", "run", "--config", str(kit),
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        online = await sub.wait_for(
-            lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online"
-        )
+    async with process_rig(tmp_path, "quick", extra_mqtt="keepalive_s = 5\n") as rig:
+        proc = await rig.start_daemon()
+        online = await rig.online()
         proc.kill()
         await proc.wait()
-        offline = await sub.wait_for(
+        offline = await rig.sub.wait_for(
             lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "offline", 20
         )
         assert offline.body["session"] == online.body["session"]
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        sub_task.cancel()
-        await sim.stop()
-        broker.stop()
 
 
 async def test_daemon_killed_mid_job_publishes_a_failed_result_after_restart(
     tmp_path: Path,
 ) -> None:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    sim = HubSimulator(load_scenario(shipped_scenario("wan_never")), tmp_path / "hub", speed=SPEED)
-    await sim.start()
-    kit = tmp_path / "kit.toml"
-    kit.write_text(
-        KIT_TOML.format(
-            speed=SPEED,
-            port=tmp_path / "hub",
-            host=broker.host,
-            mqtt_port=broker.port,
-            state=tmp_path / "state",
-        )
-    )
-    sub = Subscriber(broker.host, broker.port)
-    sub_task = asyncio.create_task(sub.run())
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start_daemon() -> None:
-        procs.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gatewayd",
-                "run",
-                "--config",
-                str(kit),
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-        )
-
-    try:
-        await asyncio.wait_for(sub.connected.wait(), 10)
-        await start_daemon()
-        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+    async with process_rig(tmp_path, "wan_never") as rig:
+        sub = rig.sub
+        first = await rig.start_daemon()
+        await rig.online()
         assert (await sub.request("start_job", {"transaction": "t", "job": job_doc("J-M")}))["ok"]
         await sub.wait_for(
             lambda s: s.topic == f"{PREFIX}/jobs/J-M/events" and s.body["stage"] == "wan"
         )
-        procs[0].kill()  # mid-WAN-probe: the job cannot finish in this process
-        await procs[0].wait()
-        await start_daemon()
+        first.kill()  # mid-WAN-probe: the job cannot finish in this process
+        await first.wait()
+        await rig.start_daemon()
         result = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/jobs/J-M/result", 30)
         assert result.body["outcome"] == "failed"
         assert "stopped while this job ran" in result.body["failure"]["reason"]
         # The same job id is not taken again by this kit: its verdict is final.
         again = await sub.request("start_job", {"transaction": "u", "job": job_doc("J-M")})
         assert again["ok"] is False and again["error"]["code"] == "job_exists"
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.terminate()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 15)
-        sub_task.cancel()
-        await sim.stop()
-        broker.stop()
