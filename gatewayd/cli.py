@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gatewayd import __version__
+from gatewayd.logfmt import configure_logging
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -19,9 +20,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default=None,
+        type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on stderr (default: WARNING)",
+        help="log level (default: WARNING on stderr; for `run`, the kit config's log.level, "
+        "on stdout)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -85,19 +88,46 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", required=True, type=Path, help="kit config file (TOML)")
 
-    demo = sub.add_parser("demo", help="run a simulated kit end to end")
+    check = sub.add_parser(
+        "check-config",
+        help="check kit configs and job files: every problem with its file and key",
+        description="Prints every problem as FILE: key.path: reason. Exit 0 when every file "
+        "is valid, 2 when any is not. A file with a top-level job_id is a job file.",
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument(
+        "--kind", choices=["auto", "kit", "job"], default="auto", help="what the files are"
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a simulated kit end to end: hubs, an MQTT broker, the daemon and metrics",
+    )
     demo.add_argument("--speed", type=float, default=None, help="site seconds per real second")
+    demo.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a kit config whose [mqtt] table names a real broker to publish to instead of "
+        "the embedded one (its hubs are replaced by simulated ones)",
+    )
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of the demo's metrics endpoint on 127.0.0.1 (default: a free one)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    if args.command == "run":
+        # The daemon logs to stdout for journald; its level comes from the kit config.
+        configure_logging(getattr(logging, args.log_level or "INFO"), sys.stdout)
+    else:
+        configure_logging(getattr(logging, args.log_level or "WARNING"))
     if args.command == "hub" and args.hub_command == "status":
         from gatewayd.hub_status import main_status
 
@@ -122,11 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from gatewayd.daemon import main_run
 
-        return main_run(args.config)
+        return main_run(args.config, log_level_forced=args.log_level is not None)
+    if args.command == "check-config":
+        from gatewayd.check_config import main_check_config
+
+        return main_check_config(args.files, args.kind)
     if args.command == "demo":
         from gatewayd.demo import main_demo
 
-        return main_demo(args.speed)
+        return main_demo(args.speed, config=args.config, metrics_port=args.metrics_port)
     parser.print_help(sys.stderr)
     return 2
 

@@ -72,13 +72,17 @@ from gatewayd.job_journal import JobJournal
 from gatewayd.jobfile import Job
 from gatewayd.kitconfig import HubPort, KitConfig, load_kit_config
 from gatewayd.meter_type import check_meter_type
+from gatewayd.metrics import HubReading, KitReading, Metrics
+from gatewayd.metrics_server import MetricsServer, MetricsServerError
 from gatewayd.mqtt_config import MqttConfig
 from gatewayd.mqtt_link import MqttLink, MqttUnavailable
 from gatewayd.outbox import Outbox, OutboxError
 from gatewayd.outcomes import Failed, RunFacts, enum_label
 from gatewayd.progress import Progress, Stage
 from gatewayd.publisher import Publisher
+from gatewayd.reload import reload_kit_config
 from gatewayd.result import ResultDocument, build_result
+from gatewayd.sd_notify import Notifier
 from gatewayd.verdict import decide
 
 __all__ = ["Daemon"]
@@ -111,11 +115,20 @@ class HubRuntime:
     client: HubClient
     job: JobHandle | None = None
     wan_state: str | None = None
+    wan_rssi_dbm: int | None = None
     link_error: str | None = None
 
 
 class Daemon:
-    def __init__(self, kit: KitConfig, *, config_bytes: bytes, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        kit: KitConfig,
+        *,
+        config_bytes: bytes,
+        clock: Clock | None = None,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         if kit.mqtt is None:
             raise ValueError("gatewayd run needs an [mqtt] table in the kit config")
         self.kit = kit
@@ -151,8 +164,22 @@ class Daemon:
         self.results: dict[str, ResultDocument] = {}
         self.jobs_seen: set[str] = set()
         self.accepting = True
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics(read=self._reading)
+        self.metrics_server: MetricsServer | None = None
+        if kit.metrics.enabled:
+            self.metrics_server = MetricsServer(
+                self.metrics.registry,
+                kit.metrics.host,
+                kit.metrics.port,
+                tls_cert=kit.metrics.tls_cert,
+                tls_key=kit.metrics.tls_key,
+            )
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._status_changed = asyncio.Event()
+        self.serving = asyncio.Event()  # set once READY: hubs started, link and metrics up
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -162,6 +189,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
         for rt in self.hubs.values():
             await rt.client.start()
             self._tasks.append(asyncio.create_task(self._forward_hub_events(rt)))
@@ -169,20 +200,81 @@ class Daemon:
         self.publisher.start()
         self.link.start()
         _log.info(
-            "gatewayd running kit_id=%s hubs=%s broker=%s:%d",
+            "gatewayd running kit_id=%s hubs=%s broker=%s:%d metrics=%s",
             self.mqtt.kit_id,
             ",".join(self.hubs),
             self.mqtt.host,
             self.mqtt.effective_port,
+            self.metrics_server.url if self.metrics_server is not None else "off",
         )
+        self.notifier.ready(self.status_line())
+        self.notifier.start_watchdog()
+        self.serving.set()
+        self._tasks.append(asyncio.create_task(self._report_status()))
         await self._stop.wait()
         await self._shutdown()
 
     def request_stop(self) -> None:
         self._stop.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the kit config and apply what can change live."""
+        if self._stop.is_set():
+            return
+        self.notifier.reloading()
+        try:
+            if self.config_path is None:
+                _log.warning("reload refused reason=%r", "the daemon was not started from a file")
+                return
+            outcome = reload_kit_config(self.kit, self.config_path)
+            if outcome.kit is not None:
+                self.kit = outcome.kit
+                self.digest = config_digest(outcome.config_bytes)
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        """What the kit is doing, in a few words, for ``systemctl status``."""
+        busy = [f"{rt.job.job.job_id} on {name}" for name, rt in self.hubs.items() if rt.job]
+        doing = f"running {', '.join(busy)}" if busy else "idle"
+        mqtt = "MQTT connected" if self.link.connected else "MQTT down"
+        hubs_up = sum(1 for rt in self.hubs.values() if rt.client.connected)
+        depth = self.outbox.depth()
+        queued = f", {depth} queued" if depth else ""
+        return f"{doing}; {mqtt}{queued}; hubs {hubs_up}/{len(self.hubs)} up"
+
+    def _touch_status(self) -> None:
+        self._status_changed.set()
+
+    async def _report_status(self) -> None:
+        """Send STATUS when it changes: at once on a job or link change, else every 5 s."""
+        last = ""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self._status_changed.wait()
+            self._status_changed.clear()
+            line = self.status_line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+
+    def _reading(self) -> KitReading:
+        return KitReading(
+            hubs=tuple(
+                HubReading(name, rt.client.snapshot_stats(), rt.wan_rssi_dbm)
+                for name, rt in self.hubs.items()
+            ),
+            mqtt_connected=self.link.connected,
+            outbox_depth=self.outbox.depth(),
+            outbox_oldest_age_s=self.outbox.oldest_age_s(),
+            outbox_dropped={r.value: n for r, n in self.outbox.dropped_total.items()},
+            jobs_running=sum(1 for rt in self.hubs.values() if rt.job is not None),
+        )
+
     async def _shutdown(self) -> None:
         self.accepting = False
+        self.notifier.stopping("stopping: ending running jobs and flushing the outbox")
         running = [rt.job for rt in self.hubs.values() if rt.job is not None]
         for handle in running:
             handle.cancelled_by = "kit_shutdown"
@@ -201,12 +293,16 @@ class Daemon:
                 await task
         for rt in self.hubs.values():
             await rt.client.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        await self.notifier.close()
         self.outbox.close()
         _log.info("gatewayd stopped")
 
     # --- connection birth ------------------------------------------------------------------
 
     async def _on_connected(self, session: int) -> None:
+        self._touch_status()
         await self._publish_birth()
         self.publisher.wake()
 
@@ -258,6 +354,7 @@ class Daemon:
                 job_id = rt.job.job.job_id if rt.job is not None else None
                 self._emit_hub_event(name, event, job_id)
                 if isinstance(event, LinkLost | LinkUp):
+                    self._touch_status()
                     await self._publish_availability(rt)
 
     def _emit_hub_event(self, hub: str, event: ClientEvent, job_id: str | None) -> None:
@@ -269,6 +366,8 @@ class Daemon:
     def _note_hub_state(self, rt: HubRuntime, event: ClientEvent) -> None:
         if isinstance(event, WanStateChanged):
             rt.wan_state = enum_label(event.status.state)
+            if event.status.rssi_dbm is not None:
+                rt.wan_rssi_dbm = event.status.rssi_dbm
         elif isinstance(event, LinkLost):
             rt.link_error = event.reason
         elif isinstance(event, LinkUp):
@@ -342,6 +441,7 @@ class Daemon:
         self.jobs_seen.add(job.job_id)
         self.journal.begin(job, hub_name, handle.started_at)
         rt.job = handle
+        self._touch_status()
         handle.task = asyncio.create_task(self._run_job(rt, handle), name=f"job {job.job_id}")
         _log.info("job started job=%s hub=%s", job.job_id, hub_name)
         return StartJobResponse(
@@ -358,6 +458,8 @@ class Daemon:
 
         def sink(p: Progress) -> None:
             handle.stage = p.stage
+            if p.rssi_dbm is not None:
+                rt.wan_rssi_dbm = p.rssi_dbm
             self.publisher.emit(
                 events_topic, lambda st: job_event_message(p, hub=handle.hub, stamp=st)
             )
@@ -378,9 +480,12 @@ class Daemon:
             reason = f"internal error: {exc}"
             self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
             rt.job = None
+            self._touch_status()
             return
+        self.metrics.record_job(run.facts, run.verdict)
         self._publish_result(run.result, handle.hub)
         rt.job = None
+        self._touch_status()
 
     def _publish_result(self, result: ResultDocument, hub: str) -> None:
         """Queue a job's result (and its abort notice), then forget that the job was running."""
@@ -401,9 +506,10 @@ class Daemon:
             ending=Failed(reason),
         )
         finished_at = max(self.clock.wall(), started_at)
+        verdict = decide(facts)
+        self.metrics.record_job(facts, verdict)
         self._publish_result(
-            build_result(facts, decide(facts), started_at=started_at, finished_at=finished_at),
-            hub,
+            build_result(facts, verdict, started_at=started_at, finished_at=finished_at), hub
         )
 
     def _settle_interrupted_jobs(self) -> None:
@@ -502,13 +608,13 @@ def _required(value: AbortNotice | None) -> AbortNotice:
     return value
 
 
-async def run_daemon(kit: KitConfig, config_bytes: bytes) -> int:
-    daemon = Daemon(kit, config_bytes=config_bytes)
+async def run_daemon(kit: KitConfig, config_bytes: bytes, config_path: Path | None = None) -> int:
+    daemon = Daemon(kit, config_bytes=config_bytes, config_path=config_path)
     await daemon.run()
     return 0
 
 
-def main_run(config_path: Path) -> int:
+def main_run(config_path: Path, *, log_level_forced: bool = False) -> int:
     """`gatewayd run --config KIT`: exit 0 on a clean stop, 2 for a bad config, 1 otherwise."""
     try:
         kit = load_kit_config(config_path)
@@ -525,8 +631,10 @@ def main_run(config_path: Path) -> int:
             file=sys.stderr,
         )
         return 2
+    if not log_level_forced:
+        logging.getLogger().setLevel(kit.log.level.number)
     try:
-        return asyncio.run(run_daemon(kit, config_bytes))
-    except OutboxError as exc:
+        return asyncio.run(run_daemon(kit, config_bytes, config_path))
+    except (OutboxError, MetricsServerError) as exc:
         print(f"gatewayd run: {exc}", file=sys.stderr)
         return 1

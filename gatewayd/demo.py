@@ -1,10 +1,12 @@
 """`gatewayd demo`: a simulated kit, end to end, with nothing to install or plug in.
 
-Starts a simulated Comms Hub per site scenario on a pseudo-terminal, shows one
-hub's state as `gatewayd hub status` would, then runs a commissioning job per
-site through the real engine and driver, with live progress and each verdict
-(with its abort code). Site time runs fast (the scenarios' speed) so the
-whole tour takes well under a minute.
+Shows one simulated Comms Hub's state as `gatewayd hub status` would, then runs the
+kit as a kit runs: a simulated hub per site scenario on a pseudo-terminal, an MQTT
+broker (embedded amqtt, unless ``--config`` names a real one), and the real daemon
+(``gatewayd run``) with its metrics endpoint. A small back office in this process
+sends one ``start_job`` per site over MQTT, a DCC notice to one of them, and prints
+every step and verdict (with its abort code) as the kit publishes them. Site time runs
+fast (the scenarios' speed) so the tour takes well under a minute.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+import aiomqtt
 
 from drivers.commshub.client import HubClient
-from gatewayd.dcc import ScheduledNotice
+from gatewayd.config_errors import ConfigError
+from gatewayd.daemon import Daemon
+from gatewayd.demo_backoffice import BackOffice, SiteRun
+from gatewayd.demo_broker import EmbeddedBroker, free_loopback_port
 from gatewayd.hub_status import read_snapshot, render_snapshot
-from gatewayd.jobfile import Job, parse_job
-from gatewayd.kitconfig import KitConfig, parse_kit_config
-from gatewayd.probe_command import make_clock, probe
-from gatewayd.progress import ProgressSink
-from gatewayd.terminal import LiveView, PlainView, render_verdict
+from gatewayd.jobfile import parse_job
+from gatewayd.kitconfig import KitConfig, load_kit_config, parse_kit_config
+from gatewayd.mqtt_config import MqttConfig
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import load_scenario, shipped_scenario
 
@@ -41,7 +44,7 @@ _DEVICES = [
 ]
 
 
-def _job(job_id: str, **changes: Any) -> Job:
+def _job(job_id: str, **changes: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "job_id": job_id,
         "fuels": ["electricity", "gas"],
@@ -52,14 +55,20 @@ def _job(job_id: str, **changes: Any) -> Job:
         "devices": _DEVICES,
     }
     doc.update(changes)
-    return parse_job(doc, source=f"<demo job {job_id}>")
+    parse_job(doc, source=f"<demo job {job_id}>")  # a demo job must be a valid job
+    return doc
 
 
-def _kit(port: Path, speed: float) -> KitConfig:
+KIT_ID = "demo-kit"
+
+
+def _kit(
+    links: list[tuple[str, Path]], speed: float, mqtt: dict[str, Any], metrics_port: int
+) -> KitConfig:
     return parse_kit_config(
         {
             "time_scale": speed,
-            "hub": {"name": "hub", "port": str(port)},
+            "hubs": [{"name": name, "port": str(link)} for name, link in links],
             "wan": {"deadline_s": 120, "max_reconnects": 2},
             "han": {"deadline_s": 400, "join_window_s": 40, "join_attempts": 3},
             "poll": {
@@ -67,6 +76,8 @@ def _kit(port: Path, speed: float) -> KitConfig:
                 "max_interval_s": 20,
                 "attempt_timeout_s": max(10.0, 4 * speed),
             },
+            "mqtt": mqtt,
+            "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         },
         source="<demo kit config>",
     )
@@ -75,9 +86,9 @@ def _kit(port: Path, speed: float) -> KitConfig:
 @dataclass(frozen=True)
 class DemoSite:
     title: str
-    scenario: str | None
-    job: Job
-    dcc_notice: str | None = None
+    scenario: str
+    job: dict[str, Any]
+    dcc_after_s: float | None = None  # site seconds into the job; the back office sends it
 
 
 def demo_sites() -> list[DemoSite]:
@@ -93,43 +104,15 @@ def demo_sites() -> list[DemoSite]:
             "DCC Service Centre notice mid-job",
             "wan_late",
             _job("DEMO-4-dcc-notice"),
-            dcc_notice="30,2026-12-01T08:00:00Z",
+            dcc_after_s=30,
         ),
         DemoSite(
             "Gas meter in the cellar, single band hub",
             "gsme_never_single_band",
             _job("DEMO-5-gas-out-of-reach"),
         ),
-        DemoSite("CT-metered site", None, _job("DEMO-6-ct", supply="ct")),
+        DemoSite("CT-metered site", "quick", _job("DEMO-6-ct", supply="ct")),
     ]
-
-
-async def _run_site(site: DemoSite, workdir: Path, speed: float, console: Console) -> str:
-    link = workdir / f"hub-{site.job.job_id}"
-    sim = None
-    if site.scenario is not None:
-        sim = HubSimulator(load_scenario(shipped_scenario(site.scenario)), link, speed=speed)
-        await sim.start()
-    try:
-        kit = _kit(link, speed)
-        view: LiveView | PlainView = (
-            LiveView(console, site.job.job_id) if console.is_terminal else PlainView(sys.stdout)
-        )
-        sinks: list[ProgressSink] = [view]
-        notice = ScheduledNotice.parse(site.dcc_notice) if site.dcc_notice else None
-        try:
-            run = await probe(
-                site.job, kit, str(link), clock=make_clock(speed), sinks=sinks, notice=notice
-            )
-        finally:
-            view.close()
-        render_verdict(run.result, sys.stdout)
-        doc = run.result
-        code = f" [{doc.abort.code.value}]" if doc.abort is not None else ""
-        return f"{site.title}: {doc.outcome.value}{code}"
-    finally:
-        if sim is not None:
-            await sim.stop()
 
 
 async def _show_hub(workdir: Path, speed: float) -> None:
@@ -147,20 +130,106 @@ async def _show_hub(workdir: Path, speed: float) -> None:
         await sim.stop()
 
 
-async def run_demo(speed: float) -> int:
-    console = Console()
-    print("gatewayd demo: a simulated commissioning kit (no hardware, no broker needed)")
+async def _serving(daemon: Daemon, task: asyncio.Task[None]) -> None:
+    """Wait until the daemon serves; raise what stopped it if it failed to start."""
+    ready = asyncio.create_task(daemon.serving.wait())
+    await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        ready.cancel()
+        task.result()
+        raise RuntimeError("the daemon stopped before it served")
+
+
+def _mqtt_table(
+    configured: MqttConfig | None, broker: EmbeddedBroker | None, state_dir: Path
+) -> dict[str, Any]:
+    if configured is not None:
+        doc = configured.model_dump(mode="json", exclude_none=True)
+        doc["state_dir"] = str(state_dir)  # never touch a real kit's outbox
+        return doc
+    assert broker is not None
+    return {
+        "kit_id": KIT_ID,
+        "host": broker.host,
+        "port": broker.port,
+        "protocol": "3.1.1",  # amqtt speaks MQTT 3.1.1 only
+        "state_dir": str(state_dir),
+        "reconnect_first_s": 0.2,
+        "reconnect_max_s": 2,
+    }
+
+
+async def run_demo(
+    speed: float, configured: MqttConfig | None = None, metrics_port: int | None = None
+) -> int:
+    print("gatewayd demo: a simulated commissioning kit (no hardware needed)")
     print(f"Site time runs {speed:g}x faster than real time.\n")
     print("== A simulated Comms Hub, read over its serial port (gatewayd hub status)")
+    sites = demo_sites()
     with tempfile.TemporaryDirectory(prefix="gatewayd-demo-") as tmp:
         workdir = Path(tmp)
         await _show_hub(workdir, speed)
-        summary = []
-        for n, site in enumerate(demo_sites(), 1):
-            print(f"\n== Job {n}: {site.title}")
-            summary.append(await _run_site(site, workdir, speed, console))
+        sims = [
+            HubSimulator(
+                load_scenario(shipped_scenario(site.scenario)), workdir / f"hub-{n}", speed=speed
+            )
+            for n, site in enumerate(sites, 1)
+        ]
+        broker = EmbeddedBroker() if configured is None else None
+        started: list[HubSimulator] = []
+        try:
+            for sim in sims:
+                await sim.start()
+                started.append(sim)
+            if broker is not None:
+                await broker.start()
+            kit = _kit(
+                [(f"site{n}", workdir / f"hub-{n}") for n in range(1, len(sites) + 1)],
+                speed,
+                _mqtt_table(configured, broker, workdir / "state"),
+                metrics_port or free_loopback_port(),
+            )
+            assert kit.mqtt is not None
+            daemon = Daemon(kit, config_bytes=b"# gatewayd demo kit config\n")
+            office = BackOffice(kit.mqtt, speed)
+            where = (
+                f"the embedded broker at {kit.mqtt.host}:{kit.mqtt.effective_port} (MQTT 3.1.1)"
+                if broker is not None
+                else f"the broker at {kit.mqtt.host}:{kit.mqtt.effective_port}"
+            )
+            assert daemon.metrics_server is not None
+            print(f"\n== The kit: gatewayd run with {len(sites)} simulated hubs, publishing to")
+            print(f"   {where}")
+            print(
+                f"   Watch it:  mosquitto_sub -h {kit.mqtt.host} -p {kit.mqtt.effective_port}"
+                f" -t '{office.topics.base}/#' -v"
+            )
+            daemon_task = asyncio.create_task(daemon.run(), name="demo daemon")
+            try:
+                await _serving(daemon, daemon_task)
+                print(f"   Metrics:   curl -s {daemon.metrics_server.url}")
+                print("\n== Jobs sent by a back office over MQTT (request/start_job)")
+                runs = [
+                    SiteRun(f"site{n}", site.title, site.job, site.dcc_after_s)
+                    for n, site in enumerate(sites, 1)
+                ]
+                results = await office.run_jobs(runs)
+                print("\n== Metrics, scraped from the kit's endpoint")
+                for line in await office.scrape(daemon.metrics_server.url):
+                    print(f"  {line}")
+            finally:
+                daemon.request_stop()
+                await daemon_task
+        except (aiomqtt.MqttError, OSError) as exc:
+            print(f"gatewayd demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if broker is not None:
+                await broker.stop()
+            for sim in started:
+                await sim.stop()
     print("\n== Verdicts")
-    for line in summary:
+    for line in results:
         print(f"  {line}")
     print(
         "\nTry it by hand:\n"
@@ -171,8 +240,21 @@ async def run_demo(speed: float) -> int:
     return 0
 
 
-def main_demo(speed: float | None) -> int:
+def main_demo(
+    speed: float | None, *, config: Path | None = None, metrics_port: int | None = None
+) -> int:
+    configured: MqttConfig | None = None
+    if config is not None:
+        try:
+            kit = load_kit_config(config)
+        except ConfigError as exc:
+            print(f"gatewayd demo: invalid kit config:\n{exc}", file=sys.stderr)
+            return 2
+        if kit.mqtt is None:
+            print(f"gatewayd demo: {config}: mqtt: required to name a broker", file=sys.stderr)
+            return 2
+        configured = kit.mqtt
     try:
-        return asyncio.run(run_demo(speed or DEFAULT_SPEED))
+        return asyncio.run(run_demo(speed or DEFAULT_SPEED, configured, metrics_port))
     except KeyboardInterrupt:
         return 130

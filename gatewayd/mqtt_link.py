@@ -27,6 +27,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.backoff import Backoff
+from gatewayd.logfmt import redact_value
 from gatewayd.mqtt_config import MqttConfig, MqttProtocol, SecretError
 
 __all__ = ["MqttLink", "MqttUnavailable", "SessionCounter", "default_presence"]
@@ -196,6 +197,8 @@ class MqttLink:
     async def _connect_once(self, backoff: Backoff) -> None:
         c = self.config
         session = self.sessions.reserve()
+        password = c.read_password()
+        redact_value(password)
         client = aiomqtt.Client(
             c.host,
             c.effective_port,
@@ -210,8 +213,8 @@ class MqttLink:
             ),
             keepalive=c.keepalive_s,
             username=c.username,
-            password=c.read_password(),
-            tls_params=_tls_params(c),
+            password=password,
+            tls_params=tls_params(c),
             tls_insecure=c.tls.insecure if c.tls is not None else None,
             timeout=CONNECT_TIMEOUT_S,
         )
@@ -275,7 +278,7 @@ class MqttLink:
         self.last_error = message
 
 
-def _tls_params(c: MqttConfig) -> aiomqtt.TLSParameters | None:
+def tls_params(c: MqttConfig) -> aiomqtt.TLSParameters | None:
     if c.tls is None:
         return None
     return aiomqtt.TLSParameters(
