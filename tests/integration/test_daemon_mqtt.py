@@ -127,6 +127,7 @@ async def make_rig(tmp_path: Path, scenario: str = "quick") -> AsyncIterator[Rig
                 "reconnect_first_s": 0.5,
                 "reconnect_max_s": 1.0,
             },
+            "metrics": {"listen": "127.0.0.1:0"},
         },
         source="test kit",
     )
@@ -288,6 +289,8 @@ port = {mqtt_port}
 state_dir = "{state}"
 reconnect_first_s = 0.5
 reconnect_max_s = 1.0
+[metrics]
+listen = "127.0.0.1:0"  # a free port: tests may run beside each other and a real kit
 """
 
 
@@ -407,6 +410,7 @@ async def test_many_hubs_run_jobs_concurrently_and_a_dead_hub_stalls_none(
                 "port": broker.port,
                 "state_dir": str(tmp_path / "state"),
             },
+            "metrics": {"listen": "127.0.0.1:0"},
         }
     )
     sub = Subscriber(broker.host, broker.port)
