@@ -230,6 +230,8 @@ class Daemon:
             if outcome.kit is not None:
                 self.kit = outcome.kit
                 self.digest = config_digest(outcome.config_bytes)
+                # Back offices read the running config's digest from the info birth.
+                self._tasks.append(asyncio.create_task(self._publish_birth()))
         finally:
             self.notifier.ready(self.status_line())
 

@@ -32,6 +32,8 @@ _SECRET_KEY = re.compile(
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@")
 _LEADING_KEY = re.compile(r"(?:^|\s)[A-Za-z_][\w.]*=")
 _BARE = re.compile(r"^[^\s\"=\\]+$")
+# key='value' as %r writes it: rewritten as key="value", the quoting logfmt readers expect.
+_SINGLE_QUOTED = re.compile(r"(?<![\w'\"])([A-Za-z_][\w.]*)='((?:[^'\\]|\\.)*)'")
 
 # syslog priorities, as journald reads them from a "<N>" prefix.
 _PRIORITY = {
@@ -71,6 +73,11 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _double_quoted(m: re.Match[str]) -> str:
+    inner = m.group(2).replace("\\'", "'").replace('"', '\\"')
+    return f'{m.group(1)}="{inner}"'
+
+
 class KeyValueFormatter(logging.Formatter):
     """``ts=... level=... logger=... msg="..." key=value ...``, on one line."""
 
@@ -91,7 +98,8 @@ class KeyValueFormatter(logging.Formatter):
             f"msg={_quote(head.strip())}",
         ]
         if tail.strip():
-            parts.append(tail.strip().replace("\r", "\\r").replace("\n", "\\n"))
+            tail = _SINGLE_QUOTED.sub(_double_quoted, tail.strip())
+            parts.append(tail.replace("\r", "\\r").replace("\n", "\\n"))
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         if record.stack_info:

@@ -94,7 +94,7 @@ class Reporter:
             device=device,
             data=data,
         )
-        _log.info("job=%s stage=%s kind=%s %s", self.job_id, stage, kind, message)
+        _log.info("job step job=%s stage=%s kind=%s text=%r", self.job_id, stage, kind, message)
         for sink in self._sinks:
             try:
                 sink(item)

@@ -84,3 +84,12 @@ def test_configure_logging_writes_key_value_lines_at_the_level(
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     assert 'level=warning logger=gatewayd.test msg=shown reason=x' in lines[0]
+
+
+def test_repr_values_are_double_quoted() -> None:
+    line = KeyValueFormatter().format(
+        record("request refused command=%s reason=%r", "start_job", 'job.job_id: "a/b" no')
+    )
+    assert line.endswith(r'msg="request refused" command=start_job reason="job.job_id: \"a/b\" no"')
+    line = KeyValueFormatter().format(record("job step job=%s text=%r", "J", "WAN up, 3 s"))
+    assert line.endswith('msg="job step" job=J text="WAN up, 3 s"')
