@@ -4,9 +4,9 @@ Before a kit goes out (or before ``systemctl reload``), an operator checks its f
 every problem is printed as ``FILE: key.path: reason``, all at once, and the exit code
 is 2 if any file is invalid. A document with a top-level ``job_id`` is a job file,
 anything else a kit config (``--kind`` overrides the guess). Beyond the schema, a kit
-config's referenced files (password, TLS certificates) are checked for readability,
-since the daemon would otherwise only find out when it first connects; a hub port that
-is absent is only a warning, because a hub may simply be unplugged at the time.
+config's referenced files (password, TLS certificates) and hub ports are checked. They
+are warnings, because a config is often checked away from the kit it is for (and a hub
+may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
 """
 
 from __future__ import annotations
@@ -48,14 +48,13 @@ def _referenced_files(kit: KitConfig) -> Iterator[tuple[str, Path]]:
             yield f"metrics.{key}", value
 
 
-def _kit_problems(kit: KitConfig) -> tuple[list[Problem], list[Problem]]:
-    errors: list[Problem] = []
+def _kit_warnings(kit: KitConfig) -> list[Problem]:
     warnings: list[Problem] = []
     for key, path in _referenced_files(kit):
         if not path.is_file():
-            errors.append(Problem(key, f"{path}: no such file"))
+            warnings.append(Problem(key, f"{path}: no such file"))
         elif not os.access(path, os.R_OK):
-            errors.append(Problem(key, f"{path}: not readable by this user"))
+            warnings.append(Problem(key, f"{path}: not readable by this user"))
     env = kit.mqtt.password_env if kit.mqtt is not None else None
     if env is not None and env not in os.environ:
         warnings.append(Problem("mqtt.password_env", f"${env} is not set here"))
@@ -71,11 +70,13 @@ def _kit_problems(kit: KitConfig) -> tuple[list[Problem], list[Problem]]:
                 "reads the kit's metrics",
             )
         )
-    return errors, warnings
+    return warnings
 
 
-def check_file(path: Path, kind: Kind = "auto") -> tuple[str, list[Problem], list[Problem]]:
-    """(what the file is, its errors, its warnings); errors raise nothing."""
+def check_file(
+    path: Path, kind: Kind = "auto", *, strict: bool = False
+) -> tuple[str, list[Problem], list[Problem]]:
+    """(what the file is, its errors, its warnings); nothing is raised."""
     source = str(path)
     try:
         doc = read_toml(path)
@@ -89,16 +90,18 @@ def check_file(path: Path, kind: Kind = "auto") -> tuple[str, list[Problem], lis
         kit = parse_kit_config(doc, source=source)
     except ConfigError as exc:
         return ("job file" if what == "job" else "kit config"), list(exc.problems), []
-    errors, warnings = _kit_problems(kit)
-    return "kit config", errors, warnings
+    warnings = _kit_warnings(kit)
+    return ("kit config", warnings, []) if strict else ("kit config", [], warnings)
 
 
-def main_check_config(paths: Sequence[Path], kind: Kind = "auto", out: TextIO | None = None) -> int:
+def main_check_config(
+    paths: Sequence[Path], kind: Kind = "auto", *, strict: bool = False, out: TextIO | None = None
+) -> int:
     """Exit 0 when every file is usable, 2 when any is not."""
     stream = out or sys.stdout
     status = 0
     for path in paths:
-        what, errors, warnings = check_file(path, kind)
+        what, errors, warnings = check_file(path, kind, strict=strict)
         for p in errors:
             print(p.render(str(path)), file=sys.stderr)
         for p in warnings:

@@ -98,6 +98,11 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--kind", choices=["auto", "kit", "job"], default="auto", help="what the files are"
     )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="on the kit itself: missing hub ports, password and certificate files are errors",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -156,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         from gatewayd.check_config import main_check_config
 
-        return main_check_config(args.files, args.kind)
+        return main_check_config(args.files, args.kind, strict=args.strict)
     if args.command == "demo":
         from gatewayd.demo import main_demo
 
