@@ -83,7 +83,7 @@ def test_configure_logging_writes_key_value_lines_at_the_level(
         root.setLevel(saved[1])
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
-    assert 'level=warning logger=gatewayd.test msg=shown reason=x' in lines[0]
+    assert "level=warning logger=gatewayd.test msg=shown reason=x" in lines[0]
 
 
 def test_repr_values_are_double_quoted() -> None:
