@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for people and CI: sets up what is missing, then runs.
-#   ./dev.sh demo    start a simulated hub and probe it (no hardware needed)
+#   ./dev.sh demo    run a simulated kit: hubs, an MQTT broker, the daemon, metrics (no hardware)
 #   ./dev.sh test    lint, type-check and run the whole test suite
 #   ./dev.sh setup   only install (Python venv in .venv, system packages)
 set -euo pipefail
@@ -60,6 +60,8 @@ setup_test_tools() {
   # A real broker for the MQTT tests, and openssl to make their TLS certificates.
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
   command -v openssl >/dev/null 2>&1 || apt_install openssl
+  # promtool and systemd-analyze, to prove the metrics, alert rules and unit with the real tools.
+  ./.ci/ops-tools
 }
 
 case "${1:-}" in
