@@ -119,3 +119,10 @@ def test_security_exposure_is_at_most_2(checkable_unit: Path) -> None:
     assert exposure <= MAX_EXPOSURE, output
     # The tool's own gate agrees (its threshold is in tenths).
     run_tool([tool, "security", "--offline=yes", "--threshold=20", str(checkable_unit)])
+
+
+def test_proc_stays_readable_for_the_process_metrics() -> None:
+    # prometheus_client's process collector reads the boot time from /proc/stat and
+    # exports no process_* metric without it; ProcSubset=pid hides that file.
+    assert "ProcSubset" not in _service()
+    assert _one("ProtectProc") == "invisible"
