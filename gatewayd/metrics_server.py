@@ -96,15 +96,19 @@ class MetricsServer:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, headers, body = self._respond(head)
+            send_body = not head.startswith(b"HEAD ")
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             status, headers, body = "400 Bad Request", {"Content-Type": "text/plain"}, b""
+            send_body = True
         except (ConnectionError, ssl.SSLError):
             writer.close()
             return
         try:
             lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
             lines += [f"{k}: {v}" for k, v in headers.items()]
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            writer.write(
+                ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body if send_body else b"")
+            )
             await writer.drain()
         except (ConnectionError, ssl.SSLError):
             pass
@@ -134,5 +138,4 @@ class MetricsServer:
             if name.strip().lower() == "accept":
                 accept = value.strip()
         encoder, content_type = choose_encoder(accept)
-        body = encoder(self.registry)
-        return "200 OK", {"Content-Type": content_type}, b"" if method == "HEAD" else body
+        return "200 OK", {"Content-Type": content_type}, encoder(self.registry)
