@@ -282,6 +282,9 @@ join_window_s = 40
 first_interval_s = 5
 max_interval_s = 20
 attempt_timeout_s = 200
+[metrics]
+listen = "127.0.0.1:0"  # a free port: tests may run beside each other and a real kit
+# [mqtt] comes last: tests append keys to it.
 [mqtt]
 kit_id = "kit-1"
 host = "{host}"
@@ -289,8 +292,6 @@ port = {mqtt_port}
 state_dir = "{state}"
 reconnect_first_s = 0.5
 reconnect_max_s = 1.0
-[metrics]
-listen = "127.0.0.1:0"  # a free port: tests may run beside each other and a real kit
 """
 
 
