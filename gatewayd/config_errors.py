@@ -29,6 +29,7 @@ __all__ = [
     "RuleViolations",
     "format_loc",
     "read_toml",
+    "require_pair",
     "validate_document",
 ]
 
@@ -87,6 +88,15 @@ def format_loc(loc: Loc) -> str:
         else:
             out += f".{part}" if out else part
     return out
+
+
+def require_pair(model: BaseModel, first: str, second: str) -> None:
+    """Two keys that go together (a certificate and its key): both or neither, or the
+    missing one is reported at its own key."""
+    a, b = getattr(model, first), getattr(model, second)
+    if (a is None) != (b is None):
+        missing = second if b is None else first
+        raise RuleViolations([((missing,), f"{first} and {second} go together")])
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

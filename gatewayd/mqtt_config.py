@@ -15,7 +15,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gatewayd.config_errors import Loc, RuleViolations
+from gatewayd.config_errors import Loc, RuleViolations, require_pair
 from gatewayd.contract.topics import RESERVED_KIT_IDS
 
 __all__ = ["TOPIC_LEVEL", "MqttConfig", "MqttProtocol", "MqttTls", "SecretError"]
@@ -47,9 +47,7 @@ class MqttTls(BaseModel):
 
     @model_validator(mode="after")
     def _pair(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            missing = "key_file" if self.key_file is None else "cert_file"
-            raise RuleViolations([((missing,), "cert_file and key_file go together")])
+        require_pair(self, "cert_file", "key_file")
         return self
 
 

@@ -14,7 +14,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gatewayd.config_errors import RuleViolations
+from gatewayd.config_errors import require_pair
 
 __all__ = ["DEFAULT_METRICS_LISTEN", "LogConfig", "LogLevel", "MetricsConfig", "split_listen"]
 
@@ -62,9 +62,7 @@ class MetricsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pair(self) -> Self:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            missing = "tls_key" if self.tls_key is None else "tls_cert"
-            raise RuleViolations([((missing,), "tls_cert and tls_key go together")])
+        require_pair(self, "tls_cert", "tls_key")
         return self
 
     @property
