@@ -225,25 +225,25 @@ class OpticalLine:
             if self._lost is not None:
                 raise PortError(step, f"lost the port {self.path}: {self._lost}")
             wait = min(inter_char_s if got_any else first_byte_s, deadline - loop.time())
-            if wait <= 0:
-                raise OpticalTimeout(step, f"the {step} did not complete within {total_s:g} s")
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await self._arrived.wait()
-            except TimeoutError:
-                if loop.time() >= deadline:
-                    raise OpticalTimeout(
-                        step, f"the {step} did not complete within {total_s:g} s"
-                    ) from None
-                if got_any:
-                    raise OpticalTimeout(
-                        step, f"the meter stopped sending for {inter_char_s:g} s during the {step}"
-                    ) from None
+            if wait > 0:
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    pass
+                else:
+                    got_any = True
+                    continue
+            if not got_any:
                 raise OpticalTimeout(
                     step, f"no answer from the meter within {first_byte_s:g} s ({step})"
-                ) from None
-            got_any = True
+                )
+            if loop.time() >= deadline:
+                raise OpticalTimeout(step, f"the {step} did not complete within {total_s:g} s")
+            raise OpticalTimeout(
+                step, f"the meter stopped sending for {inter_char_s:g} s during the {step}"
+            )
 
     def _on_bytes(self, data: bytes) -> None:
         self.bytes_in += len(data)
