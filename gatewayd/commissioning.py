@@ -17,9 +17,11 @@ from drivers.commshub.client import HubClient
 from drivers.commshub.errors import HubError
 from gatewayd.clock import Clock
 from gatewayd.dcc import DccInput
-from gatewayd.jobfile import Job, Supply
+from gatewayd.jobfile import Fuel, Job, Supply
 from gatewayd.kitconfig import KitConfig, StageTiming
+from gatewayd.meter_arrangement import MeterReadingFacts
 from gatewayd.meter_type import MeterTypeResult, check_meter_type
+from gatewayd.optical_check import read_site_meter
 from gatewayd.outcomes import (
     Cancelled,
     DccNotice,
@@ -143,7 +145,13 @@ async def run_job(
     dcc = dcc or DccInput(job.job_id)
     cancel = cancel or asyncio.Event()
 
-    meter_type = check_meter_type(job, kit.van.electricity_variants, meter_supply=meter_supply)
+    meter: MeterReadingFacts | None = None
+    if kit.optical is not None and meter_supply is None and Fuel.ELECTRICITY in job.fuels:
+        # The meter on the wall beats the paperwork: read it before deciding the variant.
+        meter = await read_site_meter(kit.optical, report)
+    meter_type = check_meter_type(
+        job, kit.van.electricity_variants, meter_supply=meter_supply, meter=meter
+    )
     _report_meter_type(report, meter_type)
     stages = _Stages(job, hub, clock, timing, report)
     notice: DccNotice | None = None
@@ -217,6 +225,16 @@ async def _race(
 
 
 def _report_meter_type(report: Reporter, mt: MeterTypeResult) -> None:
+    if mt.note is not None:
+        report(
+            Stage.METER_TYPE,
+            Kind.NOTE,
+            f"Meter type: {mt.note}",
+            mismatch=mt.mismatch,
+            supply=mt.supply.value if mt.supply is not None else None,
+            job_supply=mt.job_supply.value if mt.job_supply is not None else None,
+            source=mt.source.value if mt.source is not None else None,
+        )
     if not mt.applicable:
         report(Stage.METER_TYPE, Kind.STAGE, "Gas only: no electricity meter type to check")
     elif mt.available:

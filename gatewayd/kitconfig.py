@@ -36,6 +36,7 @@ from gatewayd.config_errors import (
 from gatewayd.jobfile import MAX_DEADLINE_S, MAX_JOIN_ATTEMPTS, TimingOverrides
 from gatewayd.meter_type import ElectricityVariant
 from gatewayd.mqtt_config import MqttConfig
+from gatewayd.optical_config import OpticalProbeConfig
 from gatewayd.retry import PollSettings, RetryPolicy
 
 __all__ = [
@@ -175,6 +176,8 @@ class KitConfig(BaseModel):
         default=1.0, gt=0, le=MAX_TIME_SCALE, description="Simulation only: site time speed-up"
     )
     mqtt: MqttConfig | None = None
+    # The optical probe (IEC 62056-21) that reads the existing meter; absent: no probe.
+    optical: OpticalProbeConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
