@@ -7,6 +7,7 @@ result and in the progress; an unreadable or undecidable meter leaves the job's 
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from gatewayd.progress import Progress, Stage
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import load_scenario, shipped_scenario
 from hwsim.optical.meter import OpticalMeterSim
-from hwsim.optical.profile import load_meter, shipped_meter
+from hwsim.optical.profile import Faults, load_meter, shipped_meter
 
 SPEED = 50
 JOBS = Path(__file__).resolve().parents[2] / "examples" / "jobs"
@@ -186,3 +187,33 @@ async def test_gas_only_job_does_not_read_the_meter(rig: Rig) -> None:
     assert run.result.meter_type.applicable is False
     assert run.result.meter_type.meter is None
     assert rig.meter_sim is not None and rig.meter_sim.events == []
+
+
+async def test_cancel_during_the_meter_read_cancels_the_job(rig: Rig, tmp_path: Path) -> None:
+    # A meter that takes 2.5 s to answer; the installer cancels after 0.3 s.
+    profile = load_meter(shipped_meter("ct_operated")).model_copy(
+        update={"faults": Faults(slow_answer_s=2.5)}
+    )
+    rig.meter_sim = OpticalMeterSim(profile, tmp_path / "probe")
+    await rig.meter_sim.start()
+    cancel = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.3, cancel.set)
+    rig.hub_sim = HubSimulator(load_scenario(shipped_scenario("quick")), tmp_path / "hub")
+    await rig.hub_sim.start()
+    kit = parse_kit_config(
+        {"hub": {"port": str(tmp_path / "hub")}, "optical": {"port": str(tmp_path / "probe")}}
+    )
+    job = parse_job(tomllib.loads((JOBS / "dual-fuel.toml").read_text()))
+    hub = HubClient(str(tmp_path / "hub"))
+    await hub.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        run = await run_job(job, kit, hub, clock=ScaledClock(1), cancel=cancel)
+        assert loop.time() - started < 2.0  # the read did not run its course
+    finally:
+        await hub.stop()
+    assert run.result.outcome == "cancelled"
+    mt = run.result.meter_type
+    assert mt.source == "job" and mt.meter is not None and not mt.meter.read
+    assert mt.meter.error == "the job was stopped during the read"

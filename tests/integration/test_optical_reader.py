@@ -7,6 +7,7 @@ than the reader's arrives as noise, as on a real line.
 
 from __future__ import annotations
 
+import asyncio
 import termios
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -252,3 +253,11 @@ async def test_line_is_set_7e1_at_300_as_a_real_port_needs(meter) -> None:  # ty
         # The same speed again: the pty refuses it (EINVAL) and the line tolerates that.
         await line.set_baudrate(9600)
         assert line.baudrate == 9600
+
+
+async def test_probe_pulled_during_the_read_is_a_port_error(meter) -> None:  # type: ignore[no-untyped-def]
+    sim = meter(profile("fault_slow_answer"))
+    asyncio.get_running_loop().call_later(0.3, sim.port.unplug)
+    with pytest.raises(PortError, match="lost the port") as info:
+        await read(sim)
+    assert info.value.step == "identification"
