@@ -61,6 +61,9 @@ class ReaderTimings:
     wakeup_pause_s: float = 1.6
     # A meter returns to its start state after 1.5 s without traffic; wait a little longer.
     retry_pause_s: float = 2.0
+    # Our own reaction time before the acknowledgement: the standard's minimum of 200 ms,
+    # so a meter still turning its line around hears the whole message.
+    ack_delay_s: float = 0.2
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -150,6 +153,7 @@ async def _session(line: OpticalLine, opts: ReadOptions, *, switch: bool) -> Met
         ident.identification,
     )
     rate = min(ident.max_baudrate, opts.max_baudrate) if switch else INITIAL_BAUD
+    await asyncio.sleep(t.ack_delay_s)
     line.write(ack_option_select(baud_char_for(rate)))
     if rate != INITIAL_BAUD:
         # The meter switches 200 ms after our acknowledgement; we switch as soon as the
@@ -174,6 +178,16 @@ async def _wake(line: OpticalLine, t: ReaderTimings) -> None:
 
 
 def _extract_identification(buffer: bytearray) -> tuple[Identification, int] | None:
+    # An optical head can hear its own light reflected off the meter's window: skip the echo
+    # of our request (``/?...!`` CR LF), which no identification looks like.
+    while buffer.startswith(b"/?") or buffer.startswith(b"\x00"):
+        if buffer.startswith(b"\x00"):
+            del buffer[:1]
+            continue
+        end = buffer.find(b"!\r\n")
+        if end < 0:
+            return None
+        del buffer[: end + 3]
     start = buffer.find(b"/")
     if start < 0:
         if len(buffer) > MAX_IDENTIFICATION_LEN:

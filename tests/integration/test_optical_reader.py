@@ -261,3 +261,10 @@ async def test_probe_pulled_during_the_read_is_a_port_error(meter) -> None:  # t
     with pytest.raises(PortError, match="lost the port") as info:
         await read(sim)
     assert info.value.step == "identification"
+
+
+async def test_echo_of_our_own_requests_is_skipped(meter) -> None:  # type: ignore[no-untyped-def]
+    sim = meter(profile("fault_echo"))
+    reading = await read(sim)
+    assert reading.baudrate == 9600 and not reading.baud_switch_failed
+    assert values(reading)["32.7"] == ("241.3", "V")

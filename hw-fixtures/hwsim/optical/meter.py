@@ -91,6 +91,8 @@ class OpticalMeterSim:
 
     def _on_data(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
+        if self.profile.faults.echo:
+            self.port.write(data)
         for byte in data:
             if byte == 0x00 and not self._input:
                 self._nuls += 1

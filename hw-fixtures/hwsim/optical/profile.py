@@ -8,7 +8,8 @@ powered (it answers only after a wake-up), its reaction time, and faults to inje
 - ``no_answer``: the meter never answers the sign-on;
 - ``slow_answer_s``: extra seconds before each answer;
 - ``garbled_identification``: the identification arrives corrupted;
-- ``ignores_baud_switch``: the meter announces a faster rate but keeps sending at 300 baud.
+- ``ignores_baud_switch``: the meter announces a faster rate but keeps sending at 300 baud;
+- ``echo``: the probe's light reflects off the meter's window, so the kit hears what it sends.
 
 Problems are reported as ``MeterFileError`` naming the file, the key and the reason.
 """
@@ -42,6 +43,7 @@ class Faults(BaseModel):
     slow_answer_s: float = Field(default=0.0, ge=0, le=30)
     garbled_identification: bool = False
     ignores_baud_switch: bool = False
+    echo: bool = False
 
 
 class MeterProfile(BaseModel):
