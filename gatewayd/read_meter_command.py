@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from drivers.iec62056.errors import OpticalError
 from drivers.iec62056.reader import MeterReading, ReadOptions, read_meter
+from drivers.iec62056.readout import ObisCode
 from gatewayd.config_errors import ConfigError
 from gatewayd.kitconfig import load_kit_config
 from gatewayd.meter_arrangement import ArrangementRules, MeterReadingFacts, load_rules
@@ -63,7 +64,7 @@ def reading_to_json(reading: MeterReading, facts: MeterReadingFacts) -> dict[str
         "data_sets": [
             {
                 "address": ds.address,
-                "obis": _obis(ds.address, ds.obis),
+                "obis": _obis(ds.obis),
                 "values": [{"value": v.value, "unit": v.unit} for v in ds.values],
             }
             for ds in reading.data_sets
@@ -71,7 +72,8 @@ def reading_to_json(reading: MeterReading, facts: MeterReadingFacts) -> dict[str
     }
 
 
-def _obis(address: str, code: Any) -> str | None:
+def _obis(code: ObisCode | None) -> str | None:
+    """The address's OBIS code in the full form the meter gave, letters as numbers."""
     if code is None:
         return None
     core = f"{code.c}.{code.d}" + (f".{code.e}" if code.e is not None else "")
