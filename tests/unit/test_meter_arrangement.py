@@ -121,3 +121,19 @@ def test_bad_rules_files_name_the_key(tmp_path: Path, change: tuple[str, str], w
     with pytest.raises(ConfigError) as info:
         load_rules(path)
     assert f"{path}: {where}" in str(info.value)
+
+
+def test_registers_present_condition(tmp_path: Path) -> None:
+    text = SHIPPED_RULES.read_text().replace(
+        "[[rules]]",
+        '[[rules]]\nname = "has a relay"\narrangement = "twin_element"\n'
+        'registers_present = ["96.3.10", "32.7"]\n\n[[rules]]',
+        1,
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    rules = load_rules(path)
+    with_relay = sets("96.3.10(1)", "32.7(240*V)")
+    assert infer_arrangement("ABC", "X", with_relay, rules).rule == "has a relay"
+    without = sets("32.7(240*V)")
+    assert infer_arrangement("ABC", "X", without, rules).rule == "one live phase"
