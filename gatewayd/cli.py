@@ -92,7 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "probe and says which supply arrangement they show. Exit codes: 0 read, 1 the meter "
         "could not be read, 2 invalid arguments.",
     )
-    read_meter.add_argument("--probe", default=None, help="the optical probe's serial port")
+    read_meter.add_argument(
+        "--probe", default=None, metavar="PORT", help="the optical probe's serial port"
+    )
     read_meter.add_argument(
         "--config", type=Path, default=None, help="kit config whose [optical] table to use"
     )
