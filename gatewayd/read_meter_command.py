@@ -9,6 +9,7 @@ document, the reading or ``{"error": ...}``; messages go to stderr. Exit codes: 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -135,8 +136,7 @@ def _options(args: ReadMeterArgs) -> tuple[str, ReadOptions, ArrangementRules | 
     if args.address is not None:
         changes["device_address"] = args.address
     if changes:
-        fields = {name: getattr(options, name) for name in options.__slots__}
-        options = ReadOptions(**{**fields, **changes})
+        options = dataclasses.replace(options, **changes)
     rules = load_rules(rules_path) if rules_path is not None else None
     return port, options, rules
 
