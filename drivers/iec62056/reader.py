@@ -22,7 +22,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from drivers.iec62056.errors import IdentificationError, OpticalError
+from drivers.iec62056.errors import IdentificationError, OpticalError, PortError
 from drivers.iec62056.line import OpticalLine, iec_settings
 from drivers.iec62056.protocol import (
     MAX_IDENTIFICATION_LEN,
@@ -112,7 +112,8 @@ async def read_meter(port: str, options: ReadOptions | None = None) -> MeterRead
         try:
             return await _session(line, opts, switch=opts.baud_switch)
         except OpticalError as exc:
-            if not (exc.step == "readout" and opts.fallback_to_300 and _switched(line)):
+            lost = isinstance(exc, PortError)  # a pulled probe is not a speed problem
+            if lost or not (exc.step == "readout" and opts.fallback_to_300 and _switched(line)):
                 raise
             first = f"{exc.step}: {exc}"
             _log.info("readout after the baud switch failed (%s); retrying at 300 baud", first)
