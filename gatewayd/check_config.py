@@ -62,6 +62,10 @@ def _kit_warnings(kit: KitConfig) -> list[Problem]:
         key = "hub.port" if kit.hub is not None else f"hubs[{i}].port"
         if not Path(hub.port).exists():
             warnings.append(Problem(key, f"{hub.port} does not exist now (unplugged?)"))
+    if kit.optical is not None and not Path(kit.optical.port).exists():
+        warnings.append(
+            Problem("optical.port", f"{kit.optical.port} does not exist now (unplugged?)")
+        )
     if not kit.metrics.loopback:
         warnings.append(
             Problem(

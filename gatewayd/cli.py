@@ -104,6 +104,44 @@ def _build_parser() -> argparse.ArgumentParser:
         help="on the kit itself: missing hub ports, password and certificate files are errors",
     )
 
+    read_meter = sub.add_parser(
+        "read-meter",
+        help="read the existing meter through the optical probe (IEC 62056-21)",
+        description="Reads the meter's identification and registers through the optical "
+        "probe and says which supply arrangement they show. Exit codes: 0 read, 1 the meter "
+        "could not be read, 2 invalid arguments.",
+    )
+    read_meter.add_argument(
+        "--probe", default=None, metavar="PORT", help="the optical probe's serial port"
+    )
+    read_meter.add_argument(
+        "--config", type=Path, default=None, help="kit config whose [optical] table to use"
+    )
+    read_meter.add_argument("--json", action="store_true", help="print one JSON document")
+    read_meter.add_argument(
+        "--wake-up", action="store_true", help="send the battery meters' wake-up first"
+    )
+    read_meter.add_argument(
+        "--no-baud-switch", action="store_true", help="read at 300 baud, never switch"
+    )
+    read_meter.add_argument(
+        "--max-baud", type=int, default=None, help="fastest rate to switch to (default 19200)"
+    )
+    read_meter.add_argument("--address", default=None, help="device address for the sign-on")
+    read_meter.add_argument(
+        "--rules", type=Path, default=None, help="own meter-to-arrangement rules file (TOML)"
+    )
+
+    sim_meter = sim_sub.add_parser(
+        "meter", help="a simulated meter behind an optical port, on a pseudo-terminal"
+    )
+    sim_meter.add_argument(
+        "--meter", required=True, type=Path, help="meter file (TOML) or a shipped meter's name"
+    )
+    sim_meter.add_argument(
+        "--link", required=True, type=Path, help="path of the stable link to the port"
+    )
+
     demo = sub.add_parser(
         "demo",
         help="run a simulated kit end to end: hubs, an MQTT broker, the daemon and metrics",
@@ -141,6 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gatewayd.sim_command import main_sim_hub
 
         return main_sim_hub(args.scenario, args.link, args.speed)
+    if args.command == "sim" and args.sim_command == "meter":
+        from gatewayd.sim_command import main_sim_meter
+
+        return main_sim_meter(args.meter, args.link)
+    if args.command == "read-meter":
+        from gatewayd.read_meter_command import ReadMeterArgs, main_read_meter
+
+        return main_read_meter(
+            ReadMeterArgs(
+                probe=args.probe,
+                config=args.config,
+                as_json=args.json,
+                wake_up=args.wake_up,
+                no_baud_switch=args.no_baud_switch,
+                max_baud=args.max_baud,
+                address=args.address,
+                rules=args.rules,
+            )
+        )
     if args.command == "probe":
         from gatewayd.probe_command import ProbeArgs, main_probe
 

@@ -17,9 +17,12 @@ from drivers.commshub.client import HubClient
 from drivers.commshub.errors import HubError
 from gatewayd.clock import Clock
 from gatewayd.dcc import DccInput
-from gatewayd.jobfile import Job, Supply
+from gatewayd.jobfile import Fuel, Job, Supply
 from gatewayd.kitconfig import KitConfig, StageTiming
+from gatewayd.meter_arrangement import MeterReadingFacts
 from gatewayd.meter_type import MeterTypeResult, check_meter_type
+from gatewayd.optical_check import read_site_meter
+from gatewayd.optical_config import OpticalProbeConfig
 from gatewayd.outcomes import (
     Cancelled,
     DccNotice,
@@ -143,13 +146,21 @@ async def run_job(
     dcc = dcc or DccInput(job.job_id)
     cancel = cancel or asyncio.Event()
 
-    meter_type = check_meter_type(job, kit.van.electricity_variants, meter_supply=meter_supply)
+    meter: MeterReadingFacts | None = None
+    if kit.optical is not None and meter_supply is None and Fuel.ELECTRICITY in job.fuels:
+        # The meter on the wall beats the paperwork: read it before deciding the variant.
+        meter = await _read_meter_unless_stopped(kit.optical, report, dcc, cancel)
+    meter_type = check_meter_type(
+        job, kit.van.electricity_variants, meter_supply=meter_supply, meter=meter
+    )
     _report_meter_type(report, meter_type)
     stages = _Stages(job, hub, clock, timing, report)
     notice: DccNotice | None = None
     ending: Ending | None = None
 
-    if not meter_type.applicable or meter_type.available:
+    # A cancellation or a notice that came during the meter read is honoured by the race.
+    stopped = cancel.is_set() or dcc.notice is not None
+    if not meter_type.applicable or meter_type.available or stopped:
         notice, ending = await _race(stages, dcc, cancel, cancelled_by, report)
     dcc.close()
 
@@ -175,6 +186,26 @@ async def run_job(
         abort=verdict.abort.code.value if verdict.abort is not None else None,
     )
     return JobRun(facts, verdict, result)
+
+
+async def _read_meter_unless_stopped(
+    cfg: OpticalProbeConfig, report: Reporter, dcc: DccInput, cancel: asyncio.Event
+) -> MeterReadingFacts:
+    """The optical read, cut short by a cancellation or a DCC notice (handled by the race)."""
+    read = asyncio.create_task(read_site_meter(cfg, report), name="optical read")
+    stop = [asyncio.create_task(cancel.wait()), asyncio.create_task(dcc.wait())]
+    try:
+        await asyncio.wait({read, *stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (*stop, read):
+            if not task.done():
+                task.cancel()
+        for task in (*stop, read):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if read.cancelled():
+        return MeterReadingFacts(read=False, error="the job was stopped during the read")
+    return read.result()
 
 
 async def _race(
@@ -217,6 +248,16 @@ async def _race(
 
 
 def _report_meter_type(report: Reporter, mt: MeterTypeResult) -> None:
+    if mt.note is not None:
+        report(
+            Stage.METER_TYPE,
+            Kind.NOTE,
+            f"Meter type: {mt.note}",
+            mismatch=mt.mismatch,
+            supply=mt.supply.value if mt.supply is not None else None,
+            job_supply=mt.job_supply.value if mt.job_supply is not None else None,
+            source=mt.source.value if mt.source is not None else None,
+        )
     if not mt.applicable:
         report(Stage.METER_TYPE, Kind.STAGE, "Gas only: no electricity meter type to check")
     elif mt.available:

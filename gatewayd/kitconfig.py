@@ -37,6 +37,7 @@ from gatewayd.jobfile import MAX_DEADLINE_S, MAX_JOIN_ATTEMPTS, TimingOverrides
 from gatewayd.meter_type import ElectricityVariant
 from gatewayd.mqtt_config import MqttConfig
 from gatewayd.ops_config import LogConfig, MetricsConfig
+from gatewayd.optical_config import OpticalProbeConfig
 from gatewayd.retry import PollSettings, RetryPolicy
 
 __all__ = [
@@ -178,6 +179,8 @@ class KitConfig(BaseModel):
     mqtt: MqttConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    # The optical probe (IEC 62056-21) that reads the existing meter; absent: no probe.
+    optical: OpticalProbeConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

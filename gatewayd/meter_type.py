@@ -1,8 +1,8 @@
 """The meter type check: does the van carry a SMETS electricity meter that fits this supply?
 
-Flow: the first stage of a job, before any bytes reach the hub: job (and, later, the
-optical probe's reading of the existing meter) -> ``MeterTypeResult`` -> verdict. It is pure:
-no I/O, no clock.
+Flow: the first stage of a job, before any bytes reach the hub: job (and the optical probe's
+reading of the existing meter, when the kit has a probe) -> ``MeterTypeResult`` -> verdict.
+It is pure: no I/O, no clock.
 
 Only electricity has variants; a gas-only job passes (the check does not apply). A site
 metered through current transformers (CT) never passes: no SMETS CT meter is made.
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gatewayd.jobfile import Fuel, Job, Supply
+from gatewayd.meter_arrangement import MeterReadingFacts
 
 __all__ = [
     "ArrangementSource",
@@ -37,7 +38,7 @@ class ArrangementSource(enum.StrEnum):
     """Where the supply arrangement used for the check came from."""
 
     JOB = "job"
-    # Read off the existing meter by the optical probe (a later feature); beats the job.
+    # Read off the existing meter by the optical probe; beats the job.
     METER = "meter"
 
 
@@ -64,6 +65,10 @@ class MeterTypeResult:
     needed_variant: ElectricityVariant | None
     van_variants: tuple[ElectricityVariant, ...]
     job_supply: Supply | None = None
+    # The optical probe's reading, when the kit read the meter; ``note`` says what the
+    # reading did to the check (a mismatch, or why the job's value was used).
+    meter: MeterReadingFacts | None = None
+    note: str | None = None
 
     @property
     def is_ct(self) -> bool:
@@ -84,12 +89,18 @@ def check_meter_type(
     van_variants: Iterable[ElectricityVariant],
     *,
     meter_supply: Supply | None = None,
+    meter: MeterReadingFacts | None = None,
 ) -> MeterTypeResult:
     """Check the job's supply against the van's variants.
 
     ``meter_supply`` is the arrangement read from the existing meter, when one could be
     read; it takes precedence over the job's (the meter on the wall beats the paperwork).
+    ``meter`` is the optical probe's reading: its arrangement, when it found one, is used
+    the same way; an unreadable meter or an unknown arrangement leaves the job's value, with
+    a note saying so.
     """
+    if meter_supply is None and meter is not None:
+        meter_supply = meter.supply
     van = tuple(dict.fromkeys(van_variants))
     if Fuel.ELECTRICITY not in job.fuels:
         return MeterTypeResult(
@@ -116,4 +127,28 @@ def check_meter_type(
         needed_variant=needed,
         van_variants=van,
         job_supply=job.supply,
+        meter=meter,
+        note=_note(meter, supply, source, job.supply),
+    )
+
+
+def _note(
+    meter: MeterReadingFacts | None,
+    supply: Supply,
+    source: ArrangementSource,
+    job_supply: Supply | None,
+) -> str | None:
+    if meter is None:
+        return None
+    if source is ArrangementSource.METER:
+        if job_supply is not None and job_supply != supply:
+            return (
+                f"the meter on the wall shows a {supply.value} supply; the job said "
+                f"{job_supply.value}: using the meter's"
+            )
+        return None
+    if not meter.read:
+        return f"the meter could not be read ({meter.error}); using the job's {supply.value}"
+    return (
+        f"the meter's readout does not show the supply arrangement; using the job's {supply.value}"
     )

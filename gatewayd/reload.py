@@ -1,7 +1,7 @@
 """SIGHUP: re-read the kit config, keep the old one if the new one is bad.
 
-What changes live (for jobs that start after the reload; a running job keeps the
-timings it started with): ``van``, ``wan``, ``han``, ``poll`` and ``log.level``.
+What changes live (for jobs that start after the reload; a running job keeps what it
+started with): ``van``, ``wan``, ``han``, ``poll``, ``optical`` and ``log.level``.
 What needs a restart, because it is wired into open connections: the hubs, ``mqtt``,
 ``metrics`` and ``time_scale``; a change there is logged and not applied.
 """
@@ -19,7 +19,7 @@ __all__ = ["LIVE_KEYS", "RESTART_KEYS", "ReloadOutcome", "reload_kit_config"]
 
 _log = logging.getLogger(__name__)
 
-LIVE_KEYS = ("van", "wan", "han", "poll", "log")
+LIVE_KEYS = ("van", "wan", "han", "poll", "optical", "log")
 RESTART_KEYS = ("hub", "hubs", "mqtt", "metrics", "time_scale")
 
 

@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from gatewayd import __version__
 from gatewayd.jobfile import Policy
+from gatewayd.meter_arrangement import MeterReadingFacts
 from gatewayd.next_actions import Action, NextAction
 from gatewayd.outcomes import (
     Cancelled,
@@ -42,6 +43,7 @@ __all__ = [
     "FailureDoc",
     "HanDoc",
     "HubDoc",
+    "MeterReadingDoc",
     "MeterTypeDoc",
     "NextActionDoc",
     "ResultDocument",
@@ -124,6 +126,21 @@ class HanDoc(BaseModel):
     error: str | None = None
 
 
+class MeterReadingDoc(BaseModel):
+    """The optical probe's reading of the existing meter (no register values, no serial)."""
+
+    model_config = _DOC
+
+    read: bool = Field(description="False when the meter could not be read; see error")
+    supply: str | None = Field(description="The arrangement the readout shows; null: unknown")
+    manufacturer: str | None
+    identification: str | None
+    rule: str | None = Field(description="The mapping rule that gave the arrangement")
+    evidence: list[str]
+    baudrate: int | None
+    error: str | None
+
+
 class MeterTypeDoc(BaseModel):
     model_config = _DOC
 
@@ -136,6 +153,14 @@ class MeterTypeDoc(BaseModel):
     van_variants: list[str]
     job_supply: str | None
     mismatch: bool
+    note: str | None = Field(
+        default=None,
+        description="What the meter reading did to the check: a mismatch, or why the job's "
+        "value was used",
+    )
+    meter: MeterReadingDoc | None = Field(
+        default=None, description="Present when the kit read the meter through its probe"
+    )
 
 
 class HubDoc(BaseModel):
@@ -274,6 +299,21 @@ def _meter_type_doc(facts: RunFacts) -> MeterTypeDoc:
         van_variants=[v.value for v in mt.van_variants],
         job_supply=mt.job_supply.value if mt.job_supply is not None else None,
         mismatch=mt.mismatch,
+        note=mt.note,
+        meter=_meter_reading_doc(mt.meter) if mt.meter is not None else None,
+    )
+
+
+def _meter_reading_doc(m: MeterReadingFacts) -> MeterReadingDoc:
+    return MeterReadingDoc(
+        read=m.read,
+        supply=m.supply.value if m.supply is not None else None,
+        manufacturer=m.manufacturer,
+        identification=m.identification,
+        rule=m.rule,
+        evidence=list(m.evidence),
+        baudrate=m.baudrate,
+        error=m.error,
     )
 
 

@@ -1,4 +1,4 @@
-"""`gatewayd sim hub`: run the Comms Hub simulator on its own, for trying gatewayd by hand."""
+"""`gatewayd sim hub` / `sim meter`: run a simulator on its own, for trying gatewayd by hand."""
 
 from __future__ import annotations
 
@@ -39,5 +39,29 @@ def main_sim_hub(scenario: Path, link: Path, speed: float | None) -> int:
         return 0
     except OSError as exc:
         print(f"gatewayd sim hub: cannot create the port at {link}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main_sim_meter(meter: Path, link: Path) -> int:
+    from hwsim.optical.profile import METER_DIR, MeterFileError, shipped_meter
+    from hwsim.optical.run import run_standalone as run_meter
+
+    path = meter if meter.exists() else shipped_meter(str(meter))
+    if not path.exists():
+        names = ", ".join(sorted(p.stem for p in METER_DIR.glob("*.toml")))
+        print(
+            f"gatewayd sim meter: no meter file {meter} (shipped meters: {names})", file=sys.stderr
+        )
+        return 2
+    try:
+        asyncio.run(run_meter(path, link))
+    except MeterFileError as exc:
+        print(f"gatewayd sim meter: invalid meter file:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"gatewayd sim meter: cannot create the port at {link}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -138,6 +138,8 @@ def _reasons(doc: ResultDocument) -> list[str]:
     if doc.dcc_notice is not None:
         why.append("The DCC Service Centre said it cannot communicate with this site's devices.")
     mt = doc.meter_type
+    if mt.note is not None:
+        why.append(f"Meter type: {mt.note}.")
     if mt.ct:
         why.append("The site is CT metered: no SMETS meter exists for it.")
     elif mt.applicable and not mt.available:

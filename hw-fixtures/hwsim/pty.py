@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import termios
 import tty
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +51,19 @@ class PtyPort:
     @property
     def plugged(self) -> bool:
         return self._master is not None
+
+    def line_attrs(self) -> list[Any] | None:
+        """The line settings the client set (``termios.tcgetattr`` of the slave), or ``None``.
+
+        A pty carries no baud rate, but it keeps the speed a client asks for: simulators read
+        it here to tell whether the client switched speed as its protocol demands.
+        """
+        if self._slave is None:
+            return None
+        try:
+            return termios.tcgetattr(self._slave)
+        except termios.error:
+            return None
 
     def open(self) -> None:
         """Create the pty and publish the link. Needs a running event loop."""
