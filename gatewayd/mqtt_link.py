@@ -38,6 +38,8 @@ _log = logging.getLogger(__name__)
 # but a broker that does not answer in this long is treated as gone.
 PUBLISH_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+# How often a stopping link repeats the cancellation of its connection task.
+STOP_RETRY_S = 0.2
 
 
 class MqttUnavailable(ConnectionError):
@@ -158,7 +160,12 @@ class MqttLink:
                 _log.warning("could not publish offline at stop: %s", exc)
         runner, self._runner = self._runner, None
         if runner is not None:
-            runner.cancel()
+            # A cancellation that lands while aiomqtt is connecting can be swallowed (it
+            # waits with asyncio.wait_for, which on Python 3.11 may drop one), and the
+            # runner then carries on connected: cancel until it is really gone.
+            while not runner.done():
+                runner.cancel()
+                await asyncio.wait({runner}, timeout=STOP_RETRY_S)
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
 
@@ -224,6 +231,9 @@ class MqttLink:
             self.connects += 1
             self.last_error = None
             backoff.reset()
+            if self._stopping.is_set():
+                # Connected while stopping (see ``stop``): never announce ``online`` then.
+                return
             await client.publish(
                 self.state_topic,
                 self._presence("online", session),

@@ -23,6 +23,18 @@ __all__ = ["Notifier", "watchdog_interval_s"]
 
 _log = logging.getLogger(__name__)
 
+RETRY_EVERY_S = 0.05
+RETRY_FOR_S = 2.0
+RETRIES = int(RETRY_FOR_S / RETRY_EVERY_S)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
 
 def watchdog_interval_s(environ: Mapping[str, str] | None = None) -> float | None:
     """Seconds between watchdog kicks (half of ``$WATCHDOG_USEC``), or None when off.
@@ -60,14 +72,32 @@ class Notifier:
         return self._address is not None
 
     def send(self, **fields: str | int) -> bool:
-        """Send ``KEY=value`` lines, e.g. ``send(READY=1, STATUS="idle")``; True if sent."""
+        """Send ``KEY=value`` lines, e.g. ``send(READY=1, STATUS="idle")``; True if sent.
+
+        Never blocks the event loop: a datagram socket whose reader is behind (the kernel
+        queues only ``net.unix.max_dgram_qlen`` of them, often 10) refuses at once instead,
+        and the message is tried again shortly, up to ``RETRY_FOR_S``. A missed watchdog
+        kick is not retried: the next one is due soon anyway.
+        """
         if self._address is None:
             return False
         message = "\n".join(f"{k}={_one_line(str(v))}" for k, v in fields.items())
+        return self._send(message.encode(), retries=0 if "WATCHDOG" in fields else RETRIES)
+
+    def _send(self, data: bytes, retries: int) -> bool:
+        assert self._address is not None
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message.encode(), self._address)
+                self._sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
+            self._sock.sendto(data, self._address)
+        except BlockingIOError:
+            if retries > 0 and _loop_running():
+                asyncio.get_running_loop().call_later(RETRY_EVERY_S, self._send, data, retries - 1)
+            else:
+                _log.warning("sd_notify dropped a message: systemd is not reading")
+            return False
         except OSError as exc:
             # systemd going away must never stop the daemon; it is only told less.
             _log.warning("sd_notify failed error=%r", exc.strerror or str(exc))

@@ -39,7 +39,8 @@ class Notifications:
         loop = asyncio.get_running_loop()
         while True:
             data = await loop.sock_recv(self.sock, 4096)
-            self.seen.append(dict(x.split("=", 1) for x in data.decode().split("\n")))
+            lines = data.decode(errors="replace").split("\n")
+            self.seen.append(dict(x.split("=", 1) for x in lines if "=" in x))
 
     async def wait_for(self, key: str, since: int = 0, timeout: float = 20) -> dict[str, str]:
         async with asyncio.timeout(timeout):
@@ -253,5 +254,9 @@ async def test_a_stop_signal_when_idle_exits_zero(tmp_path: Path, signal_name: s
     async with running_kit(tmp_path, "quick") as kit:
         await kit.notes.wait_for("READY")
         kit.proc.send_signal(getattr(signal, signal_name))
-        assert await asyncio.wait_for(kit.proc.wait(), 30) == 0
+        try:
+            code = await asyncio.wait_for(kit.proc.wait(), 30)
+        except TimeoutError:
+            pytest.fail("no exit 30 s after the signal; it logged:\n" + "\n".join(kit.stdout))
+        assert code == 0, "\n".join(kit.stdout)
         await kit.notes.wait_for("STOPPING")

@@ -273,3 +273,25 @@ async def test_mqtt_3_1_1_as_an_option(broker: Broker, watcher: Watcher, tmp_pat
         await link.stop()
     # mosquitto logs the protocol as p2 for MQTT 3.1.1 and p5 for MQTT 5.
     assert "as gatewayd-kit-1 (p2," in broker.log()
+
+
+async def test_a_stop_while_connecting_ends_promptly_and_never_leaves_online(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # A stop signal can come at any point of a connect; sweep the moment across it.
+    for n in range(25):
+        link = MqttLink(config(broker, tmp_path / f"state-{n}"), state_topic=STATE)
+        link.start()
+        await asyncio.sleep(n * 0.0005)
+        await asyncio.wait_for(link.stop(), 5)
+        assert not link.connected
+    async with aiomqtt.Client(broker.host, broker.port, identifier="late-reader") as c:
+        await c.subscribe(STATE, qos=1)
+        try:
+            async with asyncio.timeout(1):
+                async for msg in c.messages:  # the retained state, if any was left
+                    body = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                    assert body["state"] == "offline", body
+                    break
+        except TimeoutError:
+            pass  # nothing retained: no link ever got as far as announcing itself

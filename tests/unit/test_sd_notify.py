@@ -94,3 +94,20 @@ async def test_the_watchdog_is_kicked_from_the_loop(listener: tuple[str, socket.
             data = await loop.sock_recv(sock, 4096)
             kicks += data == b"WATCHDOG=1"
     await n.close()
+
+
+async def test_a_reader_that_is_behind_never_blocks_the_loop(
+    listener: tuple[str, socket.socket],
+) -> None:
+    path, sock = listener
+    sock.setblocking(False)
+    n = Notifier({"NOTIFY_SOCKET": path})
+    for _ in range(50):  # far more than the kernel queues for an unread datagram socket
+        n.send(WATCHDOG=1)
+    n.ready("idle")  # refused for now; tried again until the reader catches up
+    loop = asyncio.get_running_loop()
+    seen: list[bytes] = []
+    async with asyncio.timeout(5):
+        while not any(d.startswith(b"READY=1") for d in seen):
+            seen.append(await loop.sock_recv(sock, 4096))
+    await n.close()
