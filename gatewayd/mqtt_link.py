@@ -67,7 +67,7 @@ class SessionCounter:
             raise OSError(f"cannot read the MQTT session counter {self.path}: {exc}") from exc
         if not text.isdigit():
             # Going forward from a damaged file is safe; going back is not.
-            _log.warning("damaged MQTT session counter file=%s; starting from 0", self.path)
+            _log.warning("damaged MQTT session counter, starting from 0 file=%s", self.path)
             return 0
         return int(text)
 
@@ -280,7 +280,7 @@ class MqttLink:
     def _note_error(self, message: str) -> None:
         if message != self.last_error:
             _log.warning(
-                "mqtt broker unreachable broker=%s:%d error=%r; retrying",
+                "mqtt broker unreachable, retrying broker=%s:%d error=%r",
                 self.config.host,
                 self.config.effective_port,
                 message,

@@ -222,8 +222,8 @@ class Outbox:
         except _Corrupt as exc:
             aside = self._move_aside()
             _log.error(
-                "outbox file=%s is corrupt (%s); moved it to %s and started an empty outbox: "
-                "messages queued in it were NOT published",
+                "outbox file corrupt, moved aside and started empty: messages queued in it "
+                "were NOT published file=%s error=%r moved_to=%s",
                 self.path,
                 exc,
                 aside,

@@ -52,7 +52,7 @@ def watchdog_interval_s(environ: Mapping[str, str] | None = None) -> float | Non
     try:
         value = int(usec)
     except ValueError:
-        _log.warning("ignoring WATCHDOG_USEC=%r: not a number of microseconds", usec)
+        _log.warning("ignoring WATCHDOG_USEC, not a number of microseconds value=%r", usec)
         return None
     return value / 2_000_000 if value > 0 else None
 
@@ -146,7 +146,7 @@ def _socket_address(value: str) -> str | bytes | None:
         return b"\0" + value[1:].encode()
     if value.startswith("/"):
         return value
-    _log.warning("ignoring NOTIFY_SOCKET=%r: neither a path nor an abstract name", value)
+    _log.warning("ignoring NOTIFY_SOCKET, neither a path nor an abstract name value=%r", value)
     return None
 
 

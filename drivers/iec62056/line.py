@@ -272,7 +272,11 @@ def _apply(ser: serial.Serial, attr: str, value: Any, baudrate: int) -> None:
                 "baud switch", f"the port refused {attr} {value} and is not at {baudrate} baud"
             ) from None
         # A pty that cannot carry parity, already at the right speed: nothing to change.
-        _log.debug("port refused %s=%s at its current speed; tolerated (pty)", attr, value)
+        _log.debug(
+            "port refused a setting at its current speed, tolerated (pty) setting=%s value=%s",
+            attr,
+            value,
+        )
 
 
 def _open_failure(path: str, exc: BaseException) -> str:
