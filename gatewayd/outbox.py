@@ -268,7 +268,7 @@ class Outbox:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 # Still crash-safe with a rollback journal, only slower and blocking readers.
-                _log.warning("outbox file=%s: WAL not available, journal_mode=%s", self.path, mode)
+                _log.warning("outbox WAL not available file=%s journal_mode=%s", self.path, mode)
             # quick_check reads every page (not the cross-index checks of integrity_check): a
             # damaged file is found now, at start, not in the middle of a job.
             rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]

@@ -366,7 +366,9 @@ class HubClient:
                 # and let the resend logic run its course.
                 pending.malformed += 1
                 self.stats.malformed += 1
-                _log.warning("malformed response cmd=%#06x seq=%d: %s", frame.cmd, frame.seq, exc)
+                _log.warning(
+                    "malformed response cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
+                )
                 return
         pending.future.set_result((status, value))
 
@@ -385,7 +387,9 @@ class HubClient:
             event = decode_event(frame.cmd, frame.payload)
         except PayloadError as exc:
             self.stats.malformed += 1
-            _log.warning("malformed event cmd=%#06x seq=%d: %s", frame.cmd, frame.seq, exc)
+            _log.warning(
+                "malformed event cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
+            )
             return
         self.stats.events += 1
         self._publish(event)
