@@ -37,6 +37,7 @@ from gatewayd.jobfile import MAX_DEADLINE_S, MAX_JOIN_ATTEMPTS, TimingOverrides
 from gatewayd.meter_type import ElectricityVariant
 from gatewayd.mqtt_config import MqttConfig
 from gatewayd.retry import PollSettings, RetryPolicy
+from gatewayd.survey_config import RadioConfig, SurveyConfig
 
 __all__ = [
     "LSP_GIVE_UP_S",
@@ -175,6 +176,9 @@ class KitConfig(BaseModel):
         default=1.0, gt=0, le=MAX_TIME_SCALE, description="Simulation only: site time speed-up"
     )
     mqtt: MqttConfig | None = None
+    # The kit's own Zigbee radio for RF surveys, and how a survey judges (docs/rf-survey.md).
+    radio: RadioConfig | None = None
+    survey: SurveyConfig = SurveyConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

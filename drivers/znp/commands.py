@@ -203,8 +203,8 @@ class Version:
 
     @property
     def label(self) -> str:
-        rev = f" rev {self.code_revision}" if self.code_revision else ""
-        return f"Z-Stack {self.major}.{self.minor}.{self.maint}{rev} (product {self.product_id})"
+        build = f"Z-Stack build {self.code_revision}" if self.code_revision else "Z-Stack"
+        return f"{build} (MT {self.major}.{self.minor}.{self.maint}, product {self.product_id})"
 
 
 @dataclass(frozen=True, slots=True)
