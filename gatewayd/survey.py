@@ -27,10 +27,10 @@ from drivers.commshub.eui64 import Eui64
 from drivers.znp.client import ZnpClient
 from drivers.znp.commands import Beacon
 from gatewayd.clock import Clock
-from gatewayd.outcomes import SurveyJudgement
+from gatewayd.outcomes import SurveyEvidence, SurveyJudgement
 from gatewayd.survey_config import SurveyConfig
 
-__all__ = ["NetworkSeen", "SurveyDocument", "judge", "run_survey"]
+__all__ = ["NetworkSeen", "SurveyDocument", "evidence_from", "judge", "run_survey"]
 
 _DOC = ConfigDict(extra="forbid", frozen=True)
 
@@ -239,4 +239,24 @@ async def run_survey(
         position=position,
         radio=info.version.label,
         stick_needed_reset=info.needed_reset,
+    )
+
+
+def evidence_from(doc: SurveyDocument, source: str) -> SurveyEvidence | None:
+    """The survey as a device's HAN evidence; None when it judged nothing or has no position."""
+    if doc.judgement is None or doc.position is None:
+        return None
+    hub = doc.hub
+    return SurveyEvidence(
+        position=doc.position,
+        taken_at=doc.taken_at,
+        judgement=doc.judgement,
+        reasons=tuple(doc.reasons),
+        source=source,
+        hub_channel=hub.channel if hub is not None else None,
+        hub_lqi=hub.lqi if hub is not None else None,
+        hub_rssi_dbm_estimate=hub.rssi_dbm_estimate if hub is not None else None,
+        hub_channel_energy=hub.channel_energy if hub is not None else None,
+        scans=doc.thresholds.beacon_scans,
+        scans_heard=hub.scans_heard if hub is not None else 0,
     )
