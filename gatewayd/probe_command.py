@@ -168,7 +168,7 @@ def _survey_source(
     def say(text: str) -> None:
         print(text, flush=True)
 
-    return PromptedSurveys(stored, radio_surveyor(kit.radio, kit.survey), ask, say)
+    return PromptedSurveys(stored, radio_surveyor(kit.radio, kit.survey, clock), ask, say)
 
 
 def _first_interrupt(loop: asyncio.AbstractEventLoop, cancel: asyncio.Event) -> None:

@@ -28,7 +28,7 @@ from drivers.commshub.eui64 import Eui64
 from drivers.serial_link import SerialSettings
 from drivers.znp.client import ZnpClient
 from drivers.znp.errors import ZnpError
-from gatewayd.clock import SystemClock
+from gatewayd.clock import Clock, SystemClock
 from gatewayd.config_errors import ConfigError
 from gatewayd.kitconfig import load_kit_config
 from gatewayd.outcomes import SurveyJudgement
@@ -71,6 +71,7 @@ async def survey_on_port(
     hub_eui: Eui64 | None,
     position: str | None,
     baudrate: int = 115_200,
+    clock: Clock | None = None,
 ) -> SurveyDocument:
     """Open ``port``, survey, close it. Raises ``SurveyFailed`` with a readable reason."""
     radio = ZnpClient(port, name="radio", settings=SerialSettings(baudrate=baudrate))
@@ -81,7 +82,7 @@ async def survey_on_port(
             raise SurveyFailed(f"cannot open the radio's port {port}: {why}")
         try:
             return await run_survey(
-                radio, cfg, hub_eui=hub_eui, position=position, clock=SystemClock()
+                radio, cfg, hub_eui=hub_eui, position=position, clock=clock or SystemClock()
             )
         except ZnpError as exc:
             raise SurveyFailed(f"the radio on {port} could not survey: {exc}") from None

@@ -128,12 +128,17 @@ def terminal_prompt(
     return ask
 
 
-def radio_surveyor(radio: RadioConfig, cfg: SurveyConfig) -> Surveyor:
+def radio_surveyor(radio: RadioConfig, cfg: SurveyConfig, clock: Clock | None = None) -> Surveyor:
     async def survey(hub: HubFacts, position: str) -> SurveyDocument:
         from gatewayd.survey_command import survey_on_port
 
         return await survey_on_port(
-            radio.port, cfg, hub_eui=hub.eui64, position=position, baudrate=radio.baudrate
+            radio.port,
+            cfg,
+            hub_eui=hub.eui64,
+            position=position,
+            baudrate=radio.baudrate,
+            clock=clock,
         )
 
     return survey
