@@ -284,3 +284,27 @@ async def test_on_a_terminal_the_installer_is_asked_and_the_survey_taken(kit: Ki
             proc.kill()
             await proc.wait()
         os.close(master)
+
+
+async def test_with_json_on_a_terminal_nobody_is_asked(kit: Kit) -> None:
+    await kit.start("gsme_never_single_band", "gas_meter_not_heard")
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "probe", "--config", str(kit.config),
+        "--job", str(GAS_JOB), "--json",
+        stdin=slave, stdout=slave, stderr=slave,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        seen = await read_until(master, b'"fit_dual_band_hub"', 60)
+        assert await asyncio.wait_for(proc.wait(), 30) == 3
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(master)
+    assert b"press Enter" not in seen
+    assert kit.radio is not None and not kit.radio.received  # the radio was never used
+    assert b'"basis": "no_survey"' in seen

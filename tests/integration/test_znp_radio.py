@@ -17,7 +17,7 @@ from drivers.backoff import BackoffSettings
 from drivers.commshub.eui64 import Eui64
 from drivers.znp import commands as c
 from drivers.znp.client import ZnpClient, ZnpTimers
-from drivers.znp.errors import ZnpDisconnected, ZnpTimeout
+from drivers.znp.errors import ZnpCommandError, ZnpDisconnected, ZnpTimeout
 from gatewayd.clock import SystemClock
 from gatewayd.outcomes import SurveyJudgement
 from gatewayd.survey import SurveyDocument, run_survey
@@ -229,3 +229,46 @@ async def test_unplug_fails_the_scan_and_the_port_is_reopened(rig: Rig) -> None:
         await asyncio.sleep(0.05)
     assert rig.radio.connected and rig.radio.reconnects == 1
     assert (await rig.survey()).judgement is SurveyJudgement.GOOD
+
+
+async def test_a_command_the_firmware_lacks_is_a_clear_error(tmp_path: Path) -> None:
+    from hwsim.znp.scenario import parse_radio_scenario
+
+    text = shipped_radio_scenario("site_good").read_text() + (
+        '\n[stick]\nunsupported = ["ZDO_MSG_CALLBACK_REGISTER"]\n'
+    )
+    sim = ZnpSimulator(parse_radio_scenario(text), tmp_path / "radio")
+    await sim.start()
+    radio = ZnpClient(str(sim.link), backoff=FAST)
+    await radio.start()
+    try:
+        assert await radio.wait_connected(5)
+        with pytest.raises(ZnpCommandError, match="does not support ZDO_MSG_CALLBACK_REGISTER"):
+            await radio.energy_scan([15], 0)
+        assert await radio.ping() == 0x0659  # the stick still answers what it knows
+    finally:
+        await radio.stop()
+        await sim.stop()
+
+
+def test_radio_scenario_errors_name_the_key() -> None:
+    from hwsim.znp.scenario import ScenarioError, parse_radio_scenario
+
+    bad = """
+[site]
+positions = ["at_hub"]
+position = "cellar"
+[stick]
+unsupported = ["SYS_NOPE"]
+[[networks]]
+name = "hub"
+pan_id = 1
+extended_pan_id = "00-DB-12"
+channel = 27
+lqi = { upstairs = 10 }
+"""
+    with pytest.raises(ScenarioError) as err:
+        parse_radio_scenario(bad, "radio.toml")
+    text = str(err.value)
+    assert "radio.toml: stick.unsupported: 'SYS_NOPE' is not a request" in text
+    assert "networks[0].extended_pan_id" in text and "networks[0].channel" in text

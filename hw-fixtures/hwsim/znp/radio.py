@@ -159,6 +159,10 @@ class ZnpSimulator:
         if frame.ftype != CommandType.SREQ:
             return
         handler = self._handlers().get(frame.key)
+        if handler is not None and any(
+            c.Cmd[name].matches(frame) for name in self.scenario.stick.unsupported
+        ):
+            handler = None
         if handler is None:
             self._send(
                 MtFrame(

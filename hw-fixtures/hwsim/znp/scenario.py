@@ -16,9 +16,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator
 
 from drivers.commshub.eui64 import Eui64
+from drivers.znp.commands import Cmd
+from drivers.znp.frames import CommandType
 from hwsim.commshub.scenario import ScenarioError, _describe
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -65,6 +67,19 @@ class StickSpec(_Section):
     needs_reset: bool = False  # silent until the host sends SYS.ResetReq
     confirm_delay_s: float = Field(default=0.0, ge=0, le=60)  # extra wait before confirms
     reset_delay_s: float = Field(default=0.05, ge=0, le=10)
+    # Commands this firmware lacks (answered with an MT RPC error), by name: SYS_VERSION...
+    unsupported: tuple[str, ...] = ()
+
+    @field_validator("unsupported")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = {cmd.name for cmd in Cmd if cmd.ftype is CommandType.SREQ}
+        for name in value:
+            if name not in names:
+                raise ValueError(
+                    f"{name!r} is not a request: use one of {', '.join(sorted(names))}"
+                )
+        return value
 
 
 class SiteSpec(_Section):
