@@ -12,7 +12,11 @@ has no closing flag, a corrupted LEN byte could make a naive parser wait for
 up to 250 bytes that belong to the frames behind it; this one never stalls on
 that: while a long frame is incomplete it checks whether a later SOF in the
 buffer already starts a complete frame with a good FCS, and if so it drops the
-false start and delivers that frame at once.
+false start and delivers that frame at once. A false start is also dropped at
+once when its CMD0 holds a reserved command type (4..7), which no stick sends.
+What remains is a false start whose type and FCS both happen to check out (about
+1 in 512) and whose whole length is already buffered: it is taken as a frame
+(and dropped as unknown by the client) with the frames it covers.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SOF = 0xFE
 MAX_DATA = 250
 OVERHEAD = 5  # SOF LEN CMD0 CMD1 ... FCS
 MAX_FRAME = MAX_DATA + OVERHEAD
+MAX_TYPE = 3  # SRSP; command types 4..7 are reserved
 
 
 class CommandType(enum.IntEnum):
@@ -59,8 +64,8 @@ class MtFrame:
     data: bytes = b""
 
     def __post_init__(self) -> None:
-        if not 0 <= int(self.ftype) <= 7:
-            raise ValueError(f"command type {self.ftype} out of range 0..7")
+        if not 0 <= int(self.ftype) <= MAX_TYPE:
+            raise ValueError(f"command type {self.ftype} out of range 0..3 (4..7 are reserved)")
         if not 0 <= int(self.subsystem) <= 0x1F:
             raise ValueError(f"subsystem {self.subsystem} out of range 0..31")
         if not 0 <= self.cmd_id <= 0xFF:
@@ -106,6 +111,7 @@ class DiscardReason(enum.Enum):
     JUNK = "junk"  # bytes before a SOF
     BAD_LENGTH = "bad_length"  # LEN above 250
     BAD_FCS = "bad_fcs"
+    BAD_TYPE = "bad_type"  # CMD0 holds a reserved command type (4..7)
     FALSE_START = "false_start"  # a SOF whose LEN ran over a complete frame behind it
 
 
@@ -130,7 +136,7 @@ def _complete_frame_at(buf: bytearray, pos: int) -> int:
     if length > MAX_DATA:
         return 0
     end = pos + length + OVERHEAD
-    if end > len(buf):
+    if end > len(buf) or buf[pos + 2] >> 5 > MAX_TYPE:
         return 0
     body = memoryview(buf)[pos + 1 : end - 1]
     return end - pos if fcs(body) == buf[end - 1] else 0
@@ -195,6 +201,11 @@ class FrameDecoder:
                 self._discard(DiscardReason.FALSE_START, later)
                 del buf[:later]
                 continue
+            if buf[2] >> 5 > MAX_TYPE:
+                # Types 4..7 are reserved: no stick sends them, so this SOF was noise.
+                self._discard(DiscardReason.BAD_TYPE, 1)
+                del buf[:1]
+                continue
             if fcs(memoryview(buf)[1 : end - 1]) != buf[end - 1]:
                 # Resync on the next SOF inside this run: it may be a real frame.
                 self._discard(DiscardReason.BAD_FCS, 1)
@@ -206,6 +217,7 @@ class FrameDecoder:
             self._deliver(frame)
 
     def _later_frame(self) -> int:
+        """The first SOF after the start that begins a whole, valid frame; -1 if none."""
         buf = self._buf
         pos = buf.find(SOF, 1)
         while pos >= 0:

@@ -7,6 +7,8 @@ every frame it serialises must decode to the same facts here.
 
 from __future__ import annotations
 
+import random
+
 import zigpy_znp.commands as zc
 import zigpy_znp.types as zt
 from hypothesis import given, settings
@@ -378,3 +380,63 @@ def test_short_payloads_raise_payload_error() -> None:
         c.Version.decode(b"\x02")
     with pytest.raises(ValueError, match=r"11\.\.26"):
         c.channel_mask([27])
+
+
+def test_status_answers_and_rpc_errors_match_zigpy_znp() -> None:
+    ok = zt.Status.SUCCESS
+    for ours, their in [
+        (c.Cmd.SYS_OSAL_NV_WRITE, zc.SYS.OSALNVWrite.Rsp(Status=ok)),
+        (c.Cmd.ZDO_NETWORK_DISCOVERY_REQ, zc.ZDO.NetworkDiscoveryReq.Rsp(Status=ok)),
+        (c.Cmd.ZDO_MSG_CALLBACK_REGISTER, zc.ZDO.MsgCallbackRegister.Rsp(Status=ok)),
+        (c.Cmd.AF_DATA_REQUEST_EXT, zc.AF.DataRequestExt.Rsp(Status=ok)),
+    ]:
+        (frame,) = decode_all(theirs(their))
+        assert ours.answered_by(frame), ours
+        assert c.decode_status(frame.data, ours.name) == 0
+    (frame,) = decode_all(
+        theirs(zc.ZDO.StartupFromApp.Rsp(State=zc.zdo.StartupState.NewNetworkState))
+    )
+    assert c.Cmd.ZDO_STARTUP_FROM_APP.answered_by(frame) and frame.data == b"\x01"
+    # What a stick says to a command it does not know: the request's CMD0/CMD1 echoed.
+    req = c.msg_callback_register_req(0x8038)
+    rpc = theirs(
+        zc.RPCError.CommandNotRecognized.Rsp(
+            ErrorCode=zc.rpc_error.ErrorCode.InvalidCommandId,
+            RequestHeader=as_general(req).header,
+        )
+    )
+    (frame,) = decode_all(rpc)
+    assert (frame.ftype, frame.subsystem, frame.cmd_id) == (
+        CommandType.SRSP,
+        Subsystem.RPC_ERROR,
+        0,
+    )
+    assert frame.data == bytes((c.RpcErrorCode.INVALID_COMMAND_ID, req.cmd0, req.cmd_id))
+
+
+def test_thousands_of_false_starts_lose_almost_nothing() -> None:
+    """5000 false frame starts (SOF and a long length) in front of 5000 frames, fed whole, in
+    mid-sized chunks and byte by byte. A false start is dropped at a reserved type, a bad
+    FCS, or a complete frame behind it; only one whose type and FCS both check out by
+    chance (about 1 in 512) while its whole length is buffered can take frames with it."""
+    from collections import Counter
+
+    rng = random.Random(7)
+    items = [
+        MtFrame(CommandType.AREQ, Subsystem.ZDO, 0xC5, rng.randbytes(rng.randint(0, 60)))
+        for _ in range(5000)
+    ]
+    wire = b"".join(bytes((0x11, 0xFE, rng.randint(60, 250))) + encode_frame(f) for f in items)
+    for chunk in (len(wire), 4096, 97, 1):
+        out: list[MtFrame] = []
+        dec = FrameDecoder(out.append)
+        for i in range(0, len(wire), chunk):
+            dec.feed(wire[i : i + chunk])
+        lost = sum((Counter(items) - Counter(out)).values())
+        assert lost <= 3, (chunk, lost)
+        assert (
+            dec.stats.discarded[DiscardReason.FALSE_START]
+            + dec.stats.discarded[DiscardReason.BAD_TYPE]
+            + dec.stats.discarded[DiscardReason.BAD_FCS]
+            >= 4900
+        )
