@@ -308,3 +308,37 @@ async def test_with_json_on_a_terminal_nobody_is_asked(kit: Kit) -> None:
     assert b"press Enter" not in seen
     assert kit.radio is not None and not kit.radio.received  # the radio was never used
     assert b'"basis": "no_survey"' in seen
+
+
+async def test_the_standalone_radio_simulator_serves_a_survey(tmp_path: Path) -> None:
+    import signal
+
+    link = tmp_path / "radio"
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "sim", "radio", "--scenario", "gas_meter_not_heard",
+        "--link", str(link), "--position", "at_hub",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            if link.exists():
+                break
+            await asyncio.sleep(0.05)
+        kit = tmp_path / "kit.toml"
+        kit.write_text('[hub]\nport = "/dev/null"\n[survey]\nscan_duration = 0\n')
+        code, out, err = await gatewayd(
+            "survey", "--config", str(kit), "--radio", str(link), "--hub-eui", HUB_EUI, "--json"
+        )  # fmt: skip
+        assert code == 0, err
+        assert result_of(out)["judgement"] == "good"  # at the hub, the hub is heard well
+    finally:
+        sim.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(sim.wait(), 10) == 0
+
+
+async def test_the_radio_simulator_refuses_a_bad_position(tmp_path: Path) -> None:
+    code, _, err = await gatewayd(
+        "sim", "radio", "--scenario", "site_good", "--link", str(tmp_path / "r"),
+        "--position", "in_the_loft",
+    )  # fmt: skip
+    assert code == 2 and "no position 'in_the_loft'" in err and "Traceback" not in err
