@@ -20,6 +20,7 @@ from gatewayd.clock import Clock
 from gatewayd.jobfile import Device
 from gatewayd.outcomes import HubFacts, SurveyEvidence
 from gatewayd.survey import SurveyDocument, evidence_from
+from gatewayd.survey_command import survey_on_port
 from gatewayd.survey_config import RadioConfig, SurveyConfig
 from gatewayd.survey_store import SurveyStore
 
@@ -130,8 +131,6 @@ def terminal_prompt(
 
 def radio_surveyor(radio: RadioConfig, cfg: SurveyConfig, clock: Clock | None = None) -> Surveyor:
     async def survey(hub: HubFacts, position: str) -> SurveyDocument:
-        from gatewayd.survey_command import survey_on_port
-
         return await survey_on_port(
             radio.port,
             cfg,
