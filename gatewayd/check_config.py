@@ -4,7 +4,8 @@ Before a kit goes out (or before ``systemctl reload``), an operator checks its f
 every problem is printed as ``FILE: key.path: reason``, all at once, and the exit code
 is 2 if any file is invalid. A document with a top-level ``job_id`` is a job file,
 anything else a kit config (``--kind`` overrides the guess). Beyond the schema, a kit
-config's referenced files (password, TLS certificates) and hub ports are checked. They
+config's referenced files (password, TLS certificates) and serial ports (hubs, optical
+probe, radio) are checked. They
 are warnings, because a config is often checked away from the kit it is for (and a hub
 may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
 """
@@ -48,6 +49,15 @@ def _referenced_files(kit: KitConfig) -> Iterator[tuple[str, Path]]:
             yield f"metrics.{key}", value
 
 
+def _serial_ports(kit: KitConfig) -> Iterator[tuple[str, str]]:
+    for i, hub in enumerate(kit.all_hubs):
+        yield ("hub.port" if kit.hub is not None else f"hubs[{i}].port"), hub.port
+    if kit.optical is not None:
+        yield "optical.port", kit.optical.port
+    if kit.radio is not None:
+        yield "radio.port", kit.radio.port
+
+
 def _kit_warnings(kit: KitConfig) -> list[Problem]:
     warnings: list[Problem] = []
     for key, path in _referenced_files(kit):
@@ -58,14 +68,9 @@ def _kit_warnings(kit: KitConfig) -> list[Problem]:
     env = kit.mqtt.password_env if kit.mqtt is not None else None
     if env is not None and env not in os.environ:
         warnings.append(Problem("mqtt.password_env", f"${env} is not set here"))
-    for i, hub in enumerate(kit.all_hubs):
-        key = "hub.port" if kit.hub is not None else f"hubs[{i}].port"
-        if not Path(hub.port).exists():
-            warnings.append(Problem(key, f"{hub.port} does not exist now (unplugged?)"))
-    if kit.optical is not None and not Path(kit.optical.port).exists():
-        warnings.append(
-            Problem("optical.port", f"{kit.optical.port} does not exist now (unplugged?)")
-        )
+    for key, port in _serial_ports(kit):
+        if not Path(port).exists():
+            warnings.append(Problem(key, f"{port} does not exist now (unplugged?)"))
     if not kit.metrics.loopback:
         warnings.append(
             Problem(

@@ -56,6 +56,41 @@ def _build_parser() -> argparse.ArgumentParser:
         help="site seconds per real second (default: the scenario's)",
     )
 
+    sim_radio = sim_sub.add_parser(
+        "radio", help="a simulated ZNP survey radio on a pseudo-terminal"
+    )
+    sim_radio.add_argument(
+        "--scenario", required=True, type=Path, help="radio scenario file (TOML) or shipped name"
+    )
+    sim_radio.add_argument(
+        "--link", required=True, type=Path, help="path of the stable link to the port"
+    )
+    sim_radio.add_argument(
+        "--position", default=None, help="where the kit stands (one of the scenario's positions)"
+    )
+
+    survey = sub.add_parser(
+        "survey",
+        help="RF survey through the kit's Zigbee radio: channel energy, networks, the hub's signal",
+        description="Scans for Zigbee networks and measures the energy on channels 11-26 "
+        "through the kit's ZNP radio, finds the hub's network by its EUI-64 and judges how well "
+        "it is heard here. Exit codes: 0 survey done, 1 the radio could not be used, 2 invalid "
+        "arguments or config.",
+    )
+    survey.add_argument("--radio", default=None, help="the radio's serial port (device path)")
+    survey.add_argument(
+        "--hub-eui", default=None, help="the hub's EUI-64, e.g. 00-DB-12-34-56-78-90-A0"
+    )
+    survey.add_argument(
+        "--at",
+        default=None,
+        help="where the kit stands: a device's EUI-64 or a label; keeps the survey for jobs",
+    )
+    survey.add_argument(
+        "--config", type=Path, default=None, help="kit config (thresholds, [radio], store)"
+    )
+    survey.add_argument("--json", action="store_true", help="print one JSON document")
+
     probe = sub.add_parser(
         "probe",
         help="run one commissioning job against a hub and print the verdict",
@@ -196,6 +231,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_baud=args.max_baud,
                 address=args.address,
                 rules=args.rules,
+            )
+        )
+    if args.command == "sim" and args.sim_command == "radio":
+        from gatewayd.sim_command import main_sim_radio
+
+        return main_sim_radio(args.scenario, args.link, args.position)
+    if args.command == "survey":
+        from gatewayd.survey_command import SurveyArgs, main_survey
+
+        return main_survey(
+            SurveyArgs(
+                radio=args.radio,
+                hub_eui=args.hub_eui,
+                at=args.at,
+                config=args.config,
+                as_json=args.json,
             )
         )
     if args.command == "probe":

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from drivers.commshub.client import HubClient
 from drivers.commshub.errors import HubError
@@ -38,7 +39,10 @@ from gatewayd.probes.han import HanProbe
 from gatewayd.probes.wan import WanProbe
 from gatewayd.progress import Kind, ProgressSink, Reporter, Stage
 from gatewayd.result import ResultDocument, build_result
+from gatewayd.survey_source import SurveySource
 from gatewayd.verdict import Verdict, decide
+
+_log = logging.getLogger(__name__)
 
 # Real seconds to wait for the hub's port to open at the start of a job.
 HUB_CONNECT_TIMEOUT_S = 10.0
@@ -55,8 +59,15 @@ class _Stages:
     """The stage sequence; its fields hold what was reached if it is stopped midway."""
 
     def __init__(
-        self, job: Job, hub: HubClient, clock: Clock, timing: StageTiming, report: Reporter
+        self,
+        job: Job,
+        hub: HubClient,
+        clock: Clock,
+        timing: StageTiming,
+        report: Reporter,
+        surveys: SurveySource | None = None,
     ) -> None:
+        self.surveys = surveys
         self.job = job
         self.hub = hub
         self.clock = clock
@@ -104,6 +115,33 @@ class _Stages:
         self.han = await self.han_probe.run()
         if self.han_probe.link_down and not all(d.joined for d in self.han.devices if d.required):
             self.failure = Failed("lost contact with the hub during the HAN probe", "han")
+        elif self.surveys is not None:
+            self.han = await self._survey_failing(self.han, self.surveys)
+
+    async def _survey_failing(self, han: HanOutcome, surveys: SurveySource) -> HanOutcome:
+        """Each failing required device gets the RF survey at its position, when there is one."""
+        devices = list(han.devices)
+        for i, d in enumerate(devices):
+            job_device = self.job.device(d.eui64)
+            if job_device is None or not d.required or not d.probed or d.joined:
+                continue
+            try:
+                evidence = await surveys.survey_for(job_device, self.hub_facts)
+            except Exception as exc:  # a survey is evidence, never a reason to lose the verdict
+                _log.warning("no RF survey for %s: %s", d.eui64, exc)
+                continue
+            if evidence is None:
+                self.report(Stage.HAN, Kind.NOTE, f"No RF survey at the {d.type.name} {d.eui64}")
+                continue
+            devices[i] = replace(d, survey=evidence.judgement, survey_evidence=evidence)
+            self.report(
+                Stage.HAN,
+                Kind.NOTE,
+                f"RF survey at the {d.type.name} {d.eui64}: the hub is "
+                f"{evidence.judgement.value.replace('_', ' ')} ({evidence.source}, "
+                f"{evidence.taken_at.isoformat(timespec='seconds')})",
+            )
+        return replace(han, devices=tuple(devices))
 
     async def _identify_hub(self) -> bool:
         self.report(Stage.HUB, Kind.STAGE, f"Connecting to the hub on {self.hub.port}")
@@ -138,8 +176,12 @@ async def run_job(
     cancelled_by: str | Callable[[], str] = "installer",
     sinks: list[ProgressSink] | None = None,
     meter_supply: Supply | None = None,
+    surveys: SurveySource | None = None,
 ) -> JobRun:
-    """Run ``job`` on ``hub`` (already started) and return its verdict and result."""
+    """Run ``job`` on ``hub`` (already started) and return its verdict and result.
+
+    ``surveys``: where a failing required device's RF survey comes from (none: no survey).
+    """
     report = Reporter(job.job_id, clock, sinks)
     started_at = clock.wall()
     timing = kit.timing(job.timing)
@@ -154,7 +196,7 @@ async def run_job(
         job, kit.van.electricity_variants, meter_supply=meter_supply, meter=meter
     )
     _report_meter_type(report, meter_type)
-    stages = _Stages(job, hub, clock, timing, report)
+    stages = _Stages(job, hub, clock, timing, report, surveys)
     notice: DccNotice | None = None
     ending: Ending | None = None
 

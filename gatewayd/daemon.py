@@ -57,6 +57,7 @@ from gatewayd.contract import (
     StartJobResponse,
     StatusRequest,
     StatusResponse,
+    SurveyRequest,
     Topics,
     abort_notice,
     config_digest,
@@ -67,6 +68,7 @@ from gatewayd.contract import (
     state_payload,
     to_payload,
 )
+from gatewayd.daemon_survey import SurveyService
 from gatewayd.dcc import DccInput
 from gatewayd.job_journal import JobJournal
 from gatewayd.jobfile import Job
@@ -161,6 +163,7 @@ class Daemon:
             presence=state_payload,
         )
         self.publisher = Publisher(self.outbox, self.link, self.clock)
+        self.surveys = SurveyService(kit, self.clock, self.topics, self.publisher, self._hub_client)
         self.results: dict[str, ResultDocument] = {}
         self.jobs_seen: set[str] = set()
         self.accepting = True
@@ -286,6 +289,7 @@ class Daemon:
             await asyncio.wait(tasks, timeout=STOP_JOBS_TIMEOUT_S)
         if not await self.publisher.flush(STOP_FLUSH_TIMEOUT_S):
             _log.warning("stopping with %d message(s) still queued", self.outbox.depth())
+        await self.surveys.stop()
         await self.publisher.stop()
         await self.link.stop()
         for task in self._tasks:
@@ -320,7 +324,7 @@ class Daemon:
                 for rt in self.hubs.values()
             ],
             requests=list(Command),
-            capabilities=CAPABILITIES,
+            capabilities=CAPABILITIES + (["rf_survey"] if self.surveys.available else []),
             max_request_bytes=MAX_REQUEST_BYTES,
             dcc_notice_topics=list(self.topics.dcc_notice_filters()),
         )
@@ -403,6 +407,8 @@ class Daemon:
                 return self._status(request)
             case RebirthRequest():
                 return self._rebirth(request)
+            case SurveyRequest():
+                return self.surveys.handle(request)
         return ErrorResponse(  # pragma: no cover - parse_request knows the commands
             transaction=None,
             error=ErrorDetail.of(ErrorCode.UNKNOWN_COMMAND, f"unknown command {command!r}"),
@@ -476,6 +482,7 @@ class Daemon:
                 cancel=handle.cancel,
                 cancelled_by=lambda: handle.cancelled_by,
                 sinks=[sink],
+                surveys=self.surveys.source(),
             )
         except Exception as exc:
             _log.exception("job crashed job=%s", job_id)
@@ -574,6 +581,9 @@ class Daemon:
             ),
         )
 
+    def _hub_client(self, name: str | None) -> HubClient | None:
+        return _first_or_named(self.hubs, name)
+
     def _rebirth(self, req: RebirthRequest) -> RebirthResponse:
         self._tasks.append(asyncio.create_task(self._republish()))
         return RebirthResponse(transaction=req.transaction, session=self.link.session)
@@ -603,6 +613,13 @@ class Daemon:
                 _log.info("DCC notice delivered job=%s reference=%s", job.job_id, notice.reference)
         if not matched:
             _log.info("DCC notice concerns no running job reference=%s", notice.reference)
+
+
+def _first_or_named(hubs: dict[str, HubRuntime], name: str | None) -> HubClient | None:
+    if name is None:
+        return next(iter(hubs.values())).client if hubs else None
+    rt = hubs.get(name)
+    return rt.client if rt is not None else None
 
 
 def _required(value: AbortNotice | None) -> AbortNotice:

@@ -39,6 +39,7 @@ from gatewayd.mqtt_config import MqttConfig
 from gatewayd.ops_config import LogConfig, MetricsConfig
 from gatewayd.optical_config import OpticalProbeConfig
 from gatewayd.retry import PollSettings, RetryPolicy
+from gatewayd.survey_config import RadioConfig, SurveyConfig
 
 __all__ = [
     "LSP_GIVE_UP_S",
@@ -181,6 +182,9 @@ class KitConfig(BaseModel):
     log: LogConfig = LogConfig()
     # The optical probe (IEC 62056-21) that reads the existing meter; absent: no probe.
     optical: OpticalProbeConfig | None = None
+    # The kit's own Zigbee radio for RF surveys, and how a survey judges (docs/rf-survey.md).
+    radio: RadioConfig | None = None
+    survey: SurveyConfig = SurveyConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

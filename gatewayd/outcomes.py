@@ -39,6 +39,7 @@ __all__ = [
     "JoinFailure",
     "RssiSample",
     "RunFacts",
+    "SurveyEvidence",
     "SurveyJudgement",
     "WanOutcome",
     "enum_label",
@@ -114,6 +115,31 @@ class SurveyJudgement(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SurveyEvidence:
+    """The RF survey a failing device's verdict rests on: taken where the device stands.
+
+    ``source``: how it came (``prompt`` on the installer's terminal, ``stored`` from an
+    earlier ``gatewayd survey --at``, ``mqtt`` from a survey request). ``hub_*`` are None
+    when the hub was not heard.
+    """
+
+    position: str
+    taken_at: datetime
+    judgement: SurveyJudgement
+    reasons: tuple[str, ...]
+    source: str
+    hub_channel: int | None = None
+    hub_lqi: int | None = None
+    hub_rssi_dbm_estimate: int | None = None
+    hub_channel_energy: int | None = None
+    scans: int = 0
+    scans_heard: int = 0
+
+    def __post_init__(self) -> None:
+        _require_aware(self.taken_at, "taken_at")
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceOutcome:
     """One device's HAN result.
 
@@ -134,6 +160,7 @@ class DeviceOutcome:
     lqi: int | None = None
     last_failure: JoinFailure | None = None
     survey: SurveyJudgement | None = None
+    survey_evidence: SurveyEvidence | None = None
 
     @classmethod
     def not_probed(cls, device: Device) -> DeviceOutcome:

@@ -30,6 +30,14 @@ from gatewayd.dcc import DccInput, ScheduledNotice
 from gatewayd.jobfile import Job, load_job
 from gatewayd.kitconfig import KitConfig, load_kit_config
 from gatewayd.progress import ProgressSink
+from gatewayd.survey_source import (
+    PromptedSurveys,
+    StoredSurveys,
+    SurveySource,
+    radio_surveyor,
+    terminal_prompt,
+)
+from gatewayd.survey_store import SurveyStore
 from gatewayd.terminal import LiveView, PlainView, render_verdict
 
 _log = logging.getLogger(__name__)
@@ -72,6 +80,7 @@ async def probe(
     sinks: list[ProgressSink],
     notice: ScheduledNotice | None = None,
     cancel: asyncio.Event | None = None,
+    surveys: SurveySource | None = None,
 ) -> JobRun:
     """Open the hub's port, run ``job`` on it, close the port."""
     hub_cfg = kit.default_hub
@@ -80,7 +89,9 @@ async def probe(
     await hub.start()
     injector = asyncio.create_task(notice.inject(dcc, clock)) if notice is not None else None
     try:
-        return await run_job(job, kit, hub, clock=clock, dcc=dcc, cancel=cancel, sinks=sinks)
+        return await run_job(
+            job, kit, hub, clock=clock, dcc=dcc, cancel=cancel, sinks=sinks, surveys=surveys
+        )
     finally:
         if injector is not None:
             if not injector.done():
@@ -105,6 +116,7 @@ async def _run(args: ProbeArgs, job: Job, kit: KitConfig, notice: ScheduledNotic
         view = LiveView(Console(), job.job_id, lambda: clock.monotonic() - started)
     else:
         view = PlainView(sys.stderr if args.as_json else sys.stdout)
+    surveys = _survey_source(kit, clock, view, prompt=interactive and sys.stdin.isatty())
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
     # The first Ctrl-C cancels the job cleanly (a result is still produced); a second one
@@ -112,7 +124,16 @@ async def _run(args: ProbeArgs, job: Job, kit: KitConfig, notice: ScheduledNotic
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, _first_interrupt, loop, cancel)
     try:
-        run = await probe(job, kit, port, clock=clock, sinks=[view], notice=notice, cancel=cancel)
+        run = await probe(
+            job,
+            kit,
+            port,
+            clock=clock,
+            sinks=[view],
+            notice=notice,
+            cancel=cancel,
+            surveys=surveys,
+        )
     finally:
         view.close()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -124,6 +145,30 @@ async def _run(args: ProbeArgs, job: Job, kit: KitConfig, notice: ScheduledNotic
     else:
         render_verdict(doc, sys.stdout)
     return EXIT_BY_OUTCOME.get(doc.outcome.value, EXIT_FAILED)
+
+
+def _survey_source(
+    kit: KitConfig, clock: Clock, view: LiveView | PlainView, *, prompt: bool
+) -> SurveySource:
+    """Stored surveys always; on a terminal with a radio, the installer is asked first."""
+    stored = StoredSurveys(SurveyStore(kit.survey.store_dir), kit.survey, clock)
+    if not prompt or kit.radio is None:
+        return stored
+    ask_terminal = terminal_prompt()
+
+    async def ask(text: str) -> str:
+        if isinstance(view, LiveView):
+            view.pause()
+        try:
+            return await ask_terminal(text)
+        finally:
+            if isinstance(view, LiveView):
+                view.resume()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    return PromptedSurveys(stored, radio_surveyor(kit.radio, kit.survey, clock), ask, say)
 
 
 def _first_interrupt(loop: asyncio.AbstractEventLoop, cancel: asyncio.Event) -> None:

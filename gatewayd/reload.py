@@ -2,8 +2,9 @@
 
 What changes live (for jobs that start after the reload; a running job keeps what it
 started with): ``van``, ``wan``, ``han``, ``poll``, ``optical`` and ``log.level``.
-What needs a restart, because it is wired into open connections: the hubs, ``mqtt``,
-``metrics`` and ``time_scale``; a change there is logged and not applied.
+What needs a restart, because it is wired into open connections or services made at
+start: the hubs, ``radio``, ``survey``, ``mqtt``, ``metrics`` and ``time_scale``; a change
+there is logged and not applied.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["LIVE_KEYS", "RESTART_KEYS", "ReloadOutcome", "reload_kit_config"]
 _log = logging.getLogger(__name__)
 
 LIVE_KEYS = ("van", "wan", "han", "poll", "optical", "log")
-RESTART_KEYS = ("hub", "hubs", "mqtt", "metrics", "time_scale")
+RESTART_KEYS = ("hub", "hubs", "radio", "survey", "mqtt", "metrics", "time_scale")
 
 
 @dataclass(frozen=True, slots=True)

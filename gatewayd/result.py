@@ -29,6 +29,7 @@ from gatewayd.outcomes import (
     HanOutcome,
     HubFacts,
     RunFacts,
+    SurveyEvidence,
     WanOutcome,
     enum_label,
 )
@@ -99,6 +100,24 @@ class WanDoc(BaseModel):
     error: str | None
 
 
+class SurveyEvidenceDoc(BaseModel):
+    """The RF survey taken where a failing device stands (see docs/rf-survey.md)."""
+
+    model_config = _DOC
+
+    position: str
+    taken_at: AwareDatetime
+    judgement: str = Field(description="good, marginal or not_heard")
+    reasons: list[str]
+    source: str = Field(description="prompt, stored or mqtt")
+    hub_channel: int | None
+    hub_lqi: int | None
+    hub_rssi_dbm_estimate: int | None
+    hub_channel_energy: int | None
+    scans: int
+    scans_heard: int
+
+
 class DeviceDoc(BaseModel):
     model_config = _DOC
 
@@ -114,6 +133,7 @@ class DeviceDoc(BaseModel):
     lqi: int | None
     last_failure: str | None
     survey: str | None
+    survey_evidence: SurveyEvidenceDoc | None = None
 
 
 class HanDoc(BaseModel):
@@ -357,6 +377,23 @@ def _device_doc(d: DeviceOutcome, required: bool) -> DeviceDoc:
         lqi=d.lqi,
         last_failure=d.last_failure.value if d.last_failure is not None else None,
         survey=d.survey.value if d.survey is not None else None,
+        survey_evidence=_survey_doc(d.survey_evidence) if d.survey_evidence else None,
+    )
+
+
+def _survey_doc(ev: SurveyEvidence) -> SurveyEvidenceDoc:
+    return SurveyEvidenceDoc(
+        position=ev.position,
+        taken_at=ev.taken_at,
+        judgement=ev.judgement.value,
+        reasons=list(ev.reasons),
+        source=ev.source,
+        hub_channel=ev.hub_channel,
+        hub_lqi=ev.hub_lqi,
+        hub_rssi_dbm_estimate=ev.hub_rssi_dbm_estimate,
+        hub_channel_energy=ev.hub_channel_energy,
+        scans=ev.scans,
+        scans_heard=ev.scans_heard,
     )
 
 

@@ -65,3 +65,33 @@ def main_sim_meter(meter: Path, link: Path) -> int:
         print(f"gatewayd sim meter: cannot create the port at {link}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def main_sim_radio(scenario: Path, link: Path, position: str | None) -> int:
+    """`gatewayd sim radio`: the ZNP survey radio simulator on its own."""
+    from hwsim.znp.run import run_radio_standalone
+    from hwsim.znp.scenario import SCENARIO_DIR as RADIO_DIR
+    from hwsim.znp.scenario import shipped_radio_scenario
+
+    path = scenario if scenario.exists() else shipped_radio_scenario(str(scenario))
+    if not path.exists():
+        names = ", ".join(sorted(p.stem for p in RADIO_DIR.glob("*.toml")))
+        print(
+            f"gatewayd sim radio: no scenario file {scenario} (shipped scenarios: {names})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(run_radio_standalone(path, link, position))
+    except ScenarioError as exc:
+        print(f"gatewayd sim radio: invalid scenario:\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"gatewayd sim radio: --position: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"gatewayd sim radio: cannot create the port at {link}: {exc}", file=sys.stderr)
+        return 1
+    return 0

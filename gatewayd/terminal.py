@@ -105,6 +105,13 @@ class LiveView:
             table.add_row(eui, status)
         return Group(table)
 
+    def pause(self) -> None:
+        """Stop redrawing (while the installer answers a prompt)."""
+        self._live.stop()
+
+    def resume(self) -> None:
+        self._live.start()
+
     def close(self) -> None:
         self._live.stop()
 
@@ -161,6 +168,12 @@ def _reasons(doc: ResultDocument) -> list[str]:
                 reason = (d.last_failure or "not joined").replace("_", " ")
                 req = "required" if d.required else "optional"
                 why.append(f"{d.type} {d.eui64} ({req}) did not join: {reason}.")
+                if d.survey_evidence is not None:
+                    ev = d.survey_evidence
+                    why.append(
+                        f"  RF survey there ({ev.source}): the hub is "
+                        f"{ev.judgement.replace('_', ' ')}; " + "; ".join(ev.reasons) + "."
+                    )
     elif doc.wan is not None and not doc.wan.established:
         why.append("Devices were not added to the HAN: it needs the WAN first.")
     return why

@@ -26,7 +26,10 @@ Precedence, first match wins (the domain's rules, plus the choices noted):
 6. **HAN**: a *required* device (per the job) that did not join -> aborted,
    ``UNABLE_TO_ESTABLISH_HAN`` with ``monitor_and_reinstruct``, plus ``fit_dual_band_hub``
    when a failing required GSME's join window expired on a hub known to be single band and
-   no RF survey judged the hub well heard there. Optional devices are reported, never
+   no RF survey judged the hub well heard there; the evidence then says why under
+   ``dual_band_advice`` (the survey at the meter marginal or not heard, with its reasons, or
+   no survey taken there). A failing device with a survey at its position carries it under
+   ``survey_evidence``. Optional devices are reported, never
    aborted on. A required device missing from the HAN outcome counts as not joined.
 7. Otherwise ``commissioned``.
 
@@ -65,6 +68,7 @@ from gatewayd.outcomes import (
     HubFacts,
     JoinFailure,
     RunFacts,
+    SurveyEvidence,
     SurveyJudgement,
     WanOutcome,
     enum_label,
@@ -178,9 +182,12 @@ def decide(facts: RunFacts) -> Verdict:
     failing = [d for d in failing if not d.joined]
     if failing:
         actions: list[NextAction] = [monitor_and_reinstruct()]
-        if any(_dual_band_would_help(d, facts.hub) for d in failing):
+        evidence = _han_evidence(failing, facts.hub)
+        dual_band = [d for d in failing if _dual_band_would_help(d, facts.hub)]
+        if dual_band:
             actions.append(fit_dual_band_hub())
-        abort = Abort(AbortCode.UNABLE_TO_ESTABLISH_HAN, _han_evidence(failing, facts.hub))
+            evidence["dual_band_advice"] = [_dual_band_why(d) for d in dual_band]
+        abort = Abort(AbortCode.UNABLE_TO_ESTABLISH_HAN, evidence)
         return Verdict(Outcome.ABORTED, abort, (*actions, *fault), Stage.HAN)
     return Verdict(Outcome.COMMISSIONED, None, fault, Stage.HAN)
 
@@ -249,18 +256,61 @@ def _dual_band_would_help(device: DeviceOutcome, hub: HubFacts | None) -> bool:
     )
 
 
+def _dual_band_why(d: DeviceOutcome) -> dict[str, JsonValue]:
+    """Why a dual-band hub is advised for ``d``, in words and in codes."""
+    head = (
+        f"The {d.type.name} {d.eui64} never joined within its join window on this "
+        "single-band (2.4 GHz) hub"
+    )
+    ev = d.survey_evidence
+    if d.survey is SurveyJudgement.NOT_HEARD:
+        basis = "survey_not_heard"
+        text = f"{head}, and an RF survey at the meter did not hear the hub's network at all."
+    elif d.survey is SurveyJudgement.MARGINAL:
+        basis = "survey_marginal"
+        why = f": {'; '.join(ev.reasons)}" if ev is not None and ev.reasons else " there"
+        text = f"{head}, and an RF survey at the meter found the hub only marginal{why}."
+    else:
+        basis = "no_survey"
+        text = (
+            f"{head}; no RF survey was taken at the meter, so weak reach is the likely "
+            "cause but was not measured."
+        )
+    return {"eui64": str(d.eui64), "basis": basis, "text": text}
+
+
+def _survey_evidence(ev: SurveyEvidence) -> dict[str, JsonValue]:
+    return {
+        "position": ev.position,
+        "taken_at": ev.taken_at.isoformat(),
+        "judgement": ev.judgement.value,
+        "reasons": list(ev.reasons),
+        "source": ev.source,
+        "hub_channel": ev.hub_channel,
+        "hub_lqi": ev.hub_lqi,
+        "hub_rssi_dbm_estimate": ev.hub_rssi_dbm_estimate,
+        "hub_channel_energy": ev.hub_channel_energy,
+        "scans": ev.scans,
+        "scans_heard": ev.scans_heard,
+    }
+
+
+def _device_evidence(d: DeviceOutcome) -> dict[str, JsonValue]:
+    out: dict[str, JsonValue] = {
+        "eui64": str(d.eui64),
+        "type": d.type.name,
+        "probed": d.probed,
+        "attempts": d.attempts,
+        "last_failure": d.last_failure.value if d.last_failure is not None else None,
+        "survey": d.survey.value if d.survey is not None else None,
+    }
+    if d.survey_evidence is not None:
+        out["survey_evidence"] = _survey_evidence(d.survey_evidence)
+    return out
+
+
 def _han_evidence(failing: list[DeviceOutcome], hub: HubFacts | None) -> dict[str, JsonValue]:
-    devices: list[JsonValue] = [
-        {
-            "eui64": str(d.eui64),
-            "type": d.type.name,
-            "probed": d.probed,
-            "attempts": d.attempts,
-            "last_failure": d.last_failure.value if d.last_failure is not None else None,
-            "survey": d.survey.value if d.survey is not None else None,
-        }
-        for d in failing
-    ]
+    devices: list[JsonValue] = [_device_evidence(d) for d in failing]
     return {
         "failing_devices": devices,
         "hub_hw_variant": enum_label(hub.hw_variant) if hub is not None else None,

@@ -10,6 +10,7 @@ Schemas and the AsyncAPI document into ``docs/``, and ``docs/mqtt.md`` explains 
   aborts) and the event envelope.
 - ``requests``: ``request/<command>`` and ``response/<command>``, ``parse_request``.
 - ``dcc_notice``: the DCC notice back offices publish, ``parse_dcc_notice``.
+- ``survey``: the RF survey the kit publishes after a ``request/survey``.
 - ``convert``: hub events, ``Progress`` and results to payloads.
 - ``channels``: one row per topic (QoS, retained, payloads) and one per schema file.
 """
@@ -76,8 +77,11 @@ from .requests import (
     StartJobResponse,
     StatusRequest,
     StatusResponse,
+    SurveyRequest,
+    SurveyResponse,
     parse_request,
 )
+from .survey import SurveyMessage
 from .topics import (
     DEFAULT_PREFIX,
     RESERVED_KIT_IDS,
@@ -146,6 +150,9 @@ __all__ = [
     "State",
     "StatusRequest",
     "StatusResponse",
+    "SurveyMessage",
+    "SurveyRequest",
+    "SurveyResponse",
     "TopicError",
     "Topics",
     "UnknownHubEvent",

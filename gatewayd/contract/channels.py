@@ -28,7 +28,10 @@ from .requests import (
     StartJobResponse,
     StatusRequest,
     StatusResponse,
+    SurveyRequest,
+    SurveyResponse,
 )
+from .survey import SurveyMessage
 
 __all__ = [
     "CHANNELS",
@@ -87,6 +90,9 @@ PAYLOADS: Final[tuple[Payload, ...]] = (
     Payload("rebirth_response", RebirthResponse, "serialization", "Rebirth done"),
     Payload("error_response", ErrorResponse, "serialization", "Request refused"),
     Payload("dcc_notice", DccNoticeMessage, "validation", "DCC notice"),
+    Payload("survey_request", SurveyRequest, "validation", "Take an RF survey"),
+    Payload("survey_response", SurveyResponse, "serialization", "RF survey started"),
+    Payload("survey", SurveyMessage, "serialization", "RF survey"),
 )
 
 _BY_MODEL: Final = {p.model: p for p in PAYLOADS}
@@ -157,13 +163,21 @@ CHANNELS: Final[tuple[Channel, ...]] = (
     ),
     Channel(
         "request", "{kit_id}/request/{command}", RECV, 1, False,
-        _p(StartJobRequest, CancelJobRequest, StatusRequest, RebirthRequest),
+        _p(StartJobRequest, CancelJobRequest, StatusRequest, RebirthRequest, SurveyRequest),
         "Requests to the kit; each is answered on response/{command}.",
     ),
     Channel(
         "response", "{kit_id}/response/{command}", PUB, 1, False,
-        _p(StartJobResponse, CancelJobResponse, StatusResponse, RebirthResponse, ErrorResponse),
+        _p(
+            StartJobResponse, CancelJobResponse, StatusResponse, RebirthResponse,
+            SurveyResponse, ErrorResponse,
+        ),
         "The kit's answer to a request, echoing its transaction.",
+    ),
+    Channel(
+        "survey", "{kit_id}/survey", PUB, 1, True, _p(SurveyMessage),
+        "The latest RF survey the kit's radio took at a request/survey (or why it failed): "
+        "channel energy, networks heard, the hub's signal and the judgement.",
     ),
     Channel(
         "dcc_notice", "{kit_id}/dcc/notice", RECV, 1, False, _p(DccNoticeMessage),

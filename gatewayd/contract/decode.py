@@ -54,6 +54,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_JOB = "unknown_job"
     HUB_BUSY = "hub_busy"  # a job already runs on that hub
     JOB_EXISTS = "job_exists"  # that job_id already ran or runs on this kit
+    NO_RADIO = "no_radio"  # a survey asked of a kit without a [radio]
+    RADIO_BUSY = "radio_busy"  # a survey already runs on the kit's radio
     INTERNAL_ERROR = "internal_error"
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
+from drivers.commshub.eui64 import Eui64
 from gatewayd.config_errors import RuleViolations
 from gatewayd.jobfile import Job
 from gatewayd.progress import Stage as ProgressStage
+from gatewayd.survey_store import position_key
 
 from .decode import (
     MAX_REQUEST_BYTES,
@@ -50,6 +52,8 @@ __all__ = [
     "StartJobResponse",
     "StatusRequest",
     "StatusResponse",
+    "SurveyRequest",
+    "SurveyResponse",
     "parse_request",
 ]
 
@@ -116,13 +120,42 @@ class RebirthRequest(_Request):
     command: ClassVar[Command] = Command.REBIRTH
 
 
-Request = StartJobRequest | CancelJobRequest | StatusRequest | RebirthRequest
+class SurveyRequest(_Request):
+    """Take an RF survey with the kit's radio where it stands now; the survey follows on
+    the ``survey`` topic."""
+
+    command: ClassVar[Command] = Command.SURVEY
+    position: str = Field(
+        description="Where the kit stands: a device's EUI-64 (label form) or a label such as "
+        "at_gas_meter; a job quotes the latest survey at its failing device's EUI-64"
+    )
+    hub_eui64: str | None = Field(
+        default=None,
+        description="The hub whose network to judge; left out: the kit asks its hub",
+    )
+    hub: Level | None = Field(
+        default=None, description="Which hub of the kit to ask for its EUI-64 (default: first)"
+    )
+
+    @field_validator("position")
+    @classmethod
+    def _position(cls, value: str) -> str:
+        return position_key(value)
+
+    @field_validator("hub_eui64")
+    @classmethod
+    def _hub_eui(cls, value: str | None) -> str | None:
+        return str(Eui64.parse(value)) if value is not None else None
+
+
+Request = StartJobRequest | CancelJobRequest | StatusRequest | RebirthRequest | SurveyRequest
 
 REQUEST_MODELS: Final[dict[Command, type[Request]]] = {
     Command.START_JOB: StartJobRequest,
     Command.CANCEL_JOB: CancelJobRequest,
     Command.STATUS: StatusRequest,
     Command.REBIRTH: RebirthRequest,
+    Command.SURVEY: SurveyRequest,
 }
 
 
@@ -221,13 +254,31 @@ class RebirthResponse(_Ok):
     session: int = Field(ge=0)
 
 
-Response = StartJobResponse | CancelJobResponse | StatusResponse | RebirthResponse | ErrorResponse
+class SurveyResponse(_Ok):
+    """The survey has started; its document follows on ``survey_topic`` (retained)."""
+
+    schema_: Literal["gatewayd.survey_response/1"] = Field(
+        default="gatewayd.survey_response/1", alias="schema"
+    )
+    position: str
+    survey_topic: str
+
+
+Response = (
+    StartJobResponse
+    | CancelJobResponse
+    | StatusResponse
+    | RebirthResponse
+    | SurveyResponse
+    | ErrorResponse
+)
 
 RESPONSE_MODELS: Final[dict[Command, type[BaseModel]]] = {
     Command.START_JOB: StartJobResponse,
     Command.CANCEL_JOB: CancelJobResponse,
     Command.STATUS: StatusResponse,
     Command.REBIRTH: RebirthResponse,
+    Command.SURVEY: SurveyResponse,
 }
 
 

@@ -54,6 +54,7 @@ class Command(enum.StrEnum):
     CANCEL_JOB = "cancel_job"
     STATUS = "status"
     REBIRTH = "rebirth"
+    SURVEY = "survey"
 
 
 class Region(enum.StrEnum):
@@ -138,6 +139,10 @@ class Topics:
 
     def job_result(self, job_id: str) -> str:
         return f"{self.base}/jobs/{validate_level(job_id, 'job_id')}/result"
+
+    @property
+    def survey(self) -> str:
+        return f"{self.base}/survey"
 
     @property
     def aborts(self) -> str:

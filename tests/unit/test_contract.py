@@ -40,6 +40,7 @@ from drivers.commshub.messages import (
     WanStateChanged,
     WanStatus,
 )
+from drivers.znp.commands import Beacon
 from gatewayd.contract import (
     CHANNELS,
     PAYLOADS,
@@ -73,6 +74,9 @@ from gatewayd.contract import (
     State,
     StatusRequest,
     StatusResponse,
+    SurveyMessage,
+    SurveyRequest,
+    SurveyResponse,
     TopicError,
     Topics,
     abort_notice,
@@ -101,6 +105,8 @@ from gatewayd.schema_export import (
     schema_document,
     write,
 )
+from gatewayd.survey import SurveyDocument, judge
+from gatewayd.survey_config import SurveyConfig
 from gatewayd.verdict import Outcome
 
 TS = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
@@ -244,6 +250,7 @@ _TOPIC_OF: dict[str, Callable[[Topics], str]] = {
     "response": lambda t: t.response("status"),
     "dcc_notice": lambda t: t.dcc_notice,
     "region_dcc_notice": lambda t: t.region_dcc_notice(Region.SOUTH),
+    "survey": lambda t: t.survey,
 }
 
 
@@ -257,7 +264,7 @@ def test_topics_follow_the_channel_table() -> None:
 
 def test_channel_flags() -> None:
     retained = {c.key for c in CHANNELS if c.retain}
-    assert retained == {"state", "info", "hub_availability", "job_result"}
+    assert retained == {"state", "info", "hub_availability", "job_result", "survey"}
     assert all(c.qos == 1 for c in CHANNELS)
     received = {c.key for c in CHANNELS if c.direction is Direction.RECEIVED}
     assert received == {"request", "dcc_notice", "region_dcc_notice"}
@@ -380,7 +387,33 @@ def _samples() -> dict[type[BaseModel], BaseModel]:
         DccNoticeMessage: DccNoticeMessage(
             reference="INC-42", received_at=TS, mpans=["1600123456785"]
         ),
+        SurveyRequest: SurveyRequest(transaction="t5", position="00-DB-12-34-56-78-90-A2"),
+        SurveyResponse: SurveyResponse(
+            transaction="t5", position="00-DB-12-34-56-78-90-A2", survey_topic=T.survey
+        ),
+        SurveyMessage: SurveyMessage(
+            transaction="t5",
+            position="00-DB-12-34-56-78-90-A2",
+            ok=True,
+            survey=_survey(),
+            error=None,
+            **STAMP.fields(),
+        ),
     }
+
+
+def _survey() -> SurveyDocument:
+    hub = Eui64.parse("00-DB-12-34-56-78-90-A0")
+    beacon = Beacon(0, 0x1A2B, 15, False, 1, 1, 2, 2, 48, 0, 0, hub)
+    return judge(
+        [[beacon], [beacon]],
+        {ch: 8 for ch in range(11, 27)},
+        hub,
+        SurveyConfig(),
+        taken_at=TS,
+        position="00-DB-12-34-56-78-90-A2",
+        radio="Z-Stack build 20230507 (MT 2.7.1, product 1)",
+    )
 
 
 def test_every_payload_has_a_sample() -> None:

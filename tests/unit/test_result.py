@@ -181,6 +181,7 @@ def test_a_han_abort_document_carries_every_fact(job: Job) -> None:
         "lqi": 230,
         "last_failure": None,
         "survey": None,
+        "survey_evidence": None,
     }
     assert (gsme["joined"], gsme["last_failure"], gsme["survey"]) == (
         False,

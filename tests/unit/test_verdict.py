@@ -717,6 +717,15 @@ def test_han_abort_evidence_lists_only_the_failing_required_devices(policy: Poli
             }
         ],
         "hub_hw_variant": "single_band",
+        "dual_band_advice": [
+            {
+                "eui64": GSME,
+                "basis": "survey_marginal",
+                "text": f"The GSME {GSME} never joined within its join window on this "
+                "single-band (2.4 GHz) hub, and an RF survey at the meter found the hub only "
+                "marginal there.",
+            }
+        ],
     }
 
 

@@ -1,0 +1,1 @@
+"""TI Z-Stack ZNP radio: the MT serial protocol codec and client."""

@@ -1,0 +1,1 @@
+"""A simulated TI Z-Stack ZNP stick over a pty, driven by a scenario file."""
