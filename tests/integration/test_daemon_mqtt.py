@@ -16,7 +16,7 @@ import aiomqtt
 import pytest
 
 from gatewayd.daemon import Daemon
-from gatewayd.kitconfig import parse_kit_config
+from gatewayd.kitconfig import KitConfig, parse_kit_config
 from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import load_scenario, shipped_scenario
 from tests.mqtt_broker import Broker
@@ -131,21 +131,33 @@ async def make_rig(tmp_path: Path, scenario: str = "quick") -> AsyncIterator[Rig
         },
         source="test kit",
     )
-    sub = Subscriber(broker.host, broker.port)
-    sub_task = asyncio.create_task(sub.run())
-    await asyncio.wait_for(sub.connected.wait(), 10)
-    daemon = Daemon(kit, config_bytes=b"test")
-    run_task = asyncio.create_task(daemon.run())
     try:
-        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
-        yield Rig(broker, sub, daemon, sim)
+        async with daemon_online(kit, broker) as (sub, daemon):
+            yield Rig(broker, sub, daemon, sim)
     finally:
-        daemon.request_stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run_task, 30)
-        sub_task.cancel()
         await sim.stop()
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def daemon_online(kit: KitConfig, broker: Broker) -> AsyncIterator[tuple[Subscriber, Daemon]]:
+    """The daemon in this process and a back office subscribed to it, once it is online;
+    stopped cleanly afterwards (the broker and simulators are the caller's)."""
+    sub = Subscriber(broker.host, broker.port)
+    sub_task = asyncio.create_task(sub.run())
+    daemon = Daemon(kit, config_bytes=b"test")
+    run_task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        run_task = asyncio.create_task(daemon.run())
+        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
+        yield sub, daemon
+    finally:
+        daemon.request_stop()
+        if run_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(run_task, 30)
+        sub_task.cancel()
 
 
 async def retained(broker: Broker, topic: str) -> Any:
@@ -414,31 +426,27 @@ async def test_many_hubs_run_jobs_concurrently_and_a_dead_hub_stalls_none(
             "metrics": {"listen": "127.0.0.1:0"},
         }
     )
-    sub = Subscriber(broker.host, broker.port)
-    sub_task = asyncio.create_task(sub.run())
-    daemon = Daemon(kit, config_bytes=b"kit")
-    run_task = asyncio.create_task(daemon.run())
     try:
-        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
-        dead = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/hubs/hub-dead/availability")
-        assert dead.body["state"] == "offline" and dead.body["reason"]
-        no_hub = await sub.request("start_job", {"transaction": "x", "job": job_doc("J-0")})
-        assert no_hub["error"]["code"] == "unknown_hub"  # several hubs: the request must name one
-        for hub, job_id in (("hub-a", "J-A"), ("hub-b", "J-B"), ("hub-dead", "J-D")):
-            resp = await sub.request(
-                "start_job", {"transaction": job_id, "hub": hub, "job": job_doc(job_id)}
-            )
-            assert resp["ok"], resp
-        results = {}
-        for job_id in ("J-A", "J-B", "J-D"):
-            seen = await sub.wait_for(lambda s, j=job_id: s.topic == f"{PREFIX}/jobs/{j}/result")
-            results[job_id] = seen.body["outcome"]
-        assert results == {"J-A": "commissioned", "J-B": "commissioned", "J-D": "failed"}
+        async with daemon_online(kit, broker) as (sub, _daemon):
+            dead = await sub.wait_for(lambda s: s.topic == f"{PREFIX}/hubs/hub-dead/availability")
+            assert dead.body["state"] == "offline" and dead.body["reason"]
+            no_hub = await sub.request("start_job", {"transaction": "x", "job": job_doc("J-0")})
+            assert (
+                no_hub["error"]["code"] == "unknown_hub"
+            )  # several hubs: the request must name one
+            for hub, job_id in (("hub-a", "J-A"), ("hub-b", "J-B"), ("hub-dead", "J-D")):
+                resp = await sub.request(
+                    "start_job", {"transaction": job_id, "hub": hub, "job": job_doc(job_id)}
+                )
+                assert resp["ok"], resp
+            results = {}
+            for job_id in ("J-A", "J-B", "J-D"):
+                seen = await sub.wait_for(
+                    lambda s, j=job_id: s.topic == f"{PREFIX}/jobs/{j}/result"
+                )
+                results[job_id] = seen.body["outcome"]
+            assert results == {"J-A": "commissioned", "J-B": "commissioned", "J-D": "failed"}
     finally:
-        daemon.request_stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run_task, 30)
-        sub_task.cancel()
         for sim in sims:
             await sim.stop()
         broker.stop()

@@ -3,7 +3,6 @@ later job's verdict quoting it (the dual-band advice end to end over MQTT)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import tomllib
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from hwsim.commshub.hub import HubSimulator
 from hwsim.commshub.scenario import load_scenario, shipped_scenario
 from hwsim.znp.radio import ZnpSimulator
 from hwsim.znp.scenario import load_radio_scenario, shipped_radio_scenario
-from tests.integration.test_daemon_mqtt import PREFIX, Subscriber, retained
+from tests.integration.test_daemon_mqtt import PREFIX, Subscriber, daemon_online, retained
 from tests.mqtt_broker import Broker
 
 SPEED = 50
@@ -64,19 +63,10 @@ async def make_rig(
     if with_radio:
         doc["radio"] = {"port": str(tmp_path / "radio")}
     kit = parse_kit_config(doc, source="test kit")
-    sub = Subscriber(broker.host, broker.port)
-    sub_task = asyncio.create_task(sub.run())
-    await asyncio.wait_for(sub.connected.wait(), 10)
-    daemon = Daemon(kit, config_bytes=b"test")
-    run_task = asyncio.create_task(daemon.run())
     try:
-        await sub.wait_for(lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "online")
-        yield Rig(broker, sub, daemon, radio)
+        async with daemon_online(kit, broker) as (sub, daemon):
+            yield Rig(broker, sub, daemon, radio)
     finally:
-        daemon.request_stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run_task, 30)
-        sub_task.cancel()
         await radio.stop()
         await hub.stop()
         broker.stop()
