@@ -7,10 +7,9 @@ Prints frames/s and MB/s with the Python version and machine, best of several ru
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import sys
-import time
+
+from decode_timing import best_decode_time, report
 
 from drivers.commshub.eui64 import Eui64
 from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
@@ -60,29 +59,10 @@ def main() -> None:
 
     rng = random.Random(42)
     wire = b"".join(encode_frame(f) for f in mixed_frames(args.frames, rng))
-    best = float("inf")
-    for _ in range(args.runs):
-        count = 0
-
-        def on_frame(frame: Frame) -> None:
-            nonlocal count
-            count += 1
-
-        decoder = FrameDecoder(on_frame)
-        start = time.perf_counter()
-        for i in range(0, len(wire), args.chunk):
-            decoder.feed(wire[i : i + args.chunk])
-        elapsed = time.perf_counter() - start
-        if count != args.frames:
-            sys.exit(f"decoded {count} frames, expected {args.frames}")
-        best = min(best, elapsed)
-
-    print(f"python   {platform.python_implementation()} {platform.python_version()}")
-    machine = f"{platform.machine()} {platform.processor() or ''} {platform.system()}"
-    print(f"machine  {' '.join(machine.split())}")
-    print(f"input    {args.frames} frames, {len(wire) / 1e6:.2f} MB, chunks of {args.chunk} B")
-    print(f"best of {args.runs}: {best * 1e3:.1f} ms")
-    print(f"decode   {args.frames / best:,.0f} frames/s  {len(wire) / best / 1e6:.2f} MB/s")
+    best = best_decode_time(
+        FrameDecoder, wire, chunk=args.chunk, runs=args.runs, expected=args.frames
+    )
+    report(frames=args.frames, wire=wire, chunk=args.chunk, runs=args.runs, best=best)
 
 
 if __name__ == "__main__":

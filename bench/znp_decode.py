@@ -13,10 +13,9 @@ frames/s (8.5 MB/s) clean and 260,000 frames/s with the false starts; a ZNP stic
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import sys
-import time
+
+from decode_timing import best_decode_time, report
 
 from drivers.commshub.eui64 import Eui64
 from drivers.znp import commands as c
@@ -53,32 +52,11 @@ def main() -> None:
             parts.append(bytes((0x11, 0x22, 0xFE, 240)))
         parts.append(encode_frame(frame))
     wire = b"".join(parts)
-    best = float("inf")
-    for _ in range(args.runs):
-        count = 0
-
-        def on_frame(frame: MtFrame) -> None:
-            nonlocal count
-            count += 1
-
-        decoder = FrameDecoder(on_frame)
-        start = time.perf_counter()
-        for i in range(0, len(wire), args.chunk):
-            decoder.feed(wire[i : i + args.chunk])
-        elapsed = time.perf_counter() - start
-        if count != args.frames:
-            sys.exit(f"decoded {count} frames, expected {args.frames}")
-        best = min(best, elapsed)
-
-    print(f"python   {platform.python_implementation()} {platform.python_version()}")
-    machine = f"{platform.machine()} {platform.processor() or ''} {platform.system()}"
-    print(f"machine  {' '.join(machine.split())}")
-    noise = ", false starts before every 10th frame" if args.noise else ""
-    print(
-        f"input    {args.frames} frames, {len(wire) / 1e6:.2f} MB, chunks of {args.chunk} B{noise}"
+    best = best_decode_time(
+        FrameDecoder, wire, chunk=args.chunk, runs=args.runs, expected=args.frames
     )
-    print(f"best of {args.runs}: {best * 1e3:.1f} ms")
-    print(f"decode   {args.frames / best:,.0f} frames/s  {len(wire) / best / 1e6:.2f} MB/s")
+    noise = ", false starts before every 10th frame" if args.noise else ""
+    report(frames=args.frames, wire=wire, chunk=args.chunk, runs=args.runs, best=best, note=noise)
 
 
 if __name__ == "__main__":
