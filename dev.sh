@@ -79,9 +79,9 @@ case "${1:-}" in
     "$VENV/bin/ruff" check gatewayd drivers hw-fixtures tests bench
     "$VENV/bin/ruff" format --check gatewayd drivers hw-fixtures tests bench
     echo "== mypy --strict" >&2
-    "$VENV/bin/mypy" --strict gatewayd drivers
+    "$VENV/bin/mypy" --strict gatewayd drivers/gatewayd_drivers
     echo "== MQTT contract files (docs/schemas, docs/asyncapi.yaml) up to date" >&2
-    "$VENV/bin/python" -m gatewayd.schema_export --check
+    "$VENV/bin/python" -m gatewayd.contract.schema_export --check
     echo "== pytest" >&2
     exec "$VENV/bin/pytest" "$@" ;;
   *)

@@ -11,9 +11,9 @@ import random
 
 from decode_timing import best_decode_time, report
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
-from drivers.commshub.messages import (
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
+from gatewayd_drivers.commshub.messages import (
     DeviceLog,
     DeviceLogEntry,
     DeviceType,

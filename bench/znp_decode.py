@@ -17,9 +17,9 @@ import random
 
 from decode_timing import best_decode_time, report
 
-from drivers.commshub.eui64 import Eui64
-from drivers.znp import commands as c
-from drivers.znp.frames import FrameDecoder, MtFrame, encode_frame
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.znp import commands as c
+from gatewayd_drivers.znp.frames import FrameDecoder, MtFrame, encode_frame
 
 
 def mixed_frames(count: int, rng: random.Random) -> list[MtFrame]:

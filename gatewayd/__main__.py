@@ -2,6 +2,6 @@
 
 import sys
 
-from gatewayd.cli import main
+from gatewayd.cli.main import main
 
 sys.exit(main())

@@ -2,8 +2,8 @@
 
 Publications side of the flow (probe outcomes -> verdict -> **publications**), and the inbound
 half that feeds it: requests from back offices and DCC notices. Everything a back office can
-see or send is a pydantic model here; ``python -m gatewayd.schema_export`` writes their JSON
-Schemas and the AsyncAPI document into ``docs/``, and ``docs/mqtt.md`` explains them.
+see or send is a pydantic model here; ``python -m gatewayd.contract.schema_export`` writes their
+JSON Schemas and the AsyncAPI document into ``docs/``, and ``docs/mqtt.md`` explains them.
 
 - ``topics``: ``Topics`` (every topic string, level validation, subscription filters).
 - ``messages``: what the kit publishes (state, info, availability, hub and job events,

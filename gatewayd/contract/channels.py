@@ -2,7 +2,7 @@
 
 Publications side of the flow. The daemon takes each topic's QoS and retained flag from
 ``CHANNELS`` (so what it does and what the docs promise are the same data), and
-``gatewayd.schema_export`` writes ``docs/schemas/*.json`` and ``docs/asyncapi.yaml`` from
+``gatewayd.contract.schema_export`` writes ``docs/schemas/*.json`` and ``docs/asyncapi.yaml`` from
 ``PAYLOADS`` and ``CHANNELS``.
 """
 
@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel
 
-from gatewayd.result import ResultDocument
+from gatewayd.engine.result import ResultDocument
 
 from .dcc_notice import DccNoticeMessage
 from .messages import AbortNotice, Availability, HubEventMessage, Info, JobEventMessage, State

@@ -1,6 +1,6 @@
 """From what the kit knows to what it publishes: hub events, progress and results to payloads.
 
-Publications side of the flow: the hub client's events (``drivers.commshub``), the engine's
+Publications side of the flow: the hub client's events (``gatewayd_drivers.commshub``), the engine's
 ``Progress`` records and a finished ``ResultDocument`` come in; contract models go out. The
 conversions are total: every hub event, known or not, has a payload, and a progress record
 whose extra data holds something JSON cannot carry is published with that value as text
@@ -16,8 +16,12 @@ from typing import assert_never
 
 from pydantic import JsonValue
 
-from drivers.commshub.client import ClientEvent, LinkLost, LinkUp
-from drivers.commshub.messages import (
+from gatewayd.engine.outcomes import enum_label
+from gatewayd.engine.progress import Progress
+from gatewayd.engine.result import ResultDocument
+from gatewayd.engine.verdict import Outcome
+from gatewayd_drivers.commshub.client import ClientEvent, LinkLost, LinkUp
+from gatewayd_drivers.commshub.messages import (
     ConnectedToEsme,
     DeviceJoinFailed,
     DeviceJoinSucceeded,
@@ -29,10 +33,6 @@ from drivers.commshub.messages import (
     UnknownEvent,
     WanStateChanged,
 )
-from gatewayd.outcomes import enum_label
-from gatewayd.progress import Progress
-from gatewayd.result import ResultDocument
-from gatewayd.verdict import Outcome
 
 from .messages import (
     AbortNotice,

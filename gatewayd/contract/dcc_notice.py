@@ -1,7 +1,7 @@
 """DCC notices as back offices publish them: the DCC Service Centre cannot reach a site.
 
 Publications side of the flow, inbound half. A notice is an input to a running job
-(``gatewayd.dcc.DccInput``): before the verdict it ends the probes with the WAN abort. Back
+(``gatewayd.engine.dcc.DccInput``): before the verdict it ends the probes with the WAN abort. Back
 offices publish it, not retained, either to one kit (``<prefix>/<kit_id>/dcc/notice``) or,
 when they do not know which kit is on site, to every kit of a CSP region
 (``<prefix>/region/<north|central|south>/dcc/notice``). Either way the notice names what it
@@ -15,9 +15,9 @@ from typing import Annotated, Final, Self
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
-from gatewayd.config_errors import RuleViolations
-from gatewayd.jobfile import mpan_check_digit
-from gatewayd.outcomes import DccNotice
+from gatewayd.config.errors import RuleViolations
+from gatewayd.config.job import mpan_check_digit
+from gatewayd.engine.outcomes import DccNotice
 
 from .decode import MAX_REQUEST_BYTES, RECEIVED, ErrorDetail, decode_object, validate_payload
 from .messages import Level

@@ -14,7 +14,7 @@ from typing import Any, Final, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayd.config_errors import ConfigError, validate_document
+from gatewayd.config.errors import ConfigError, validate_document
 
 from .messages import PUBLISHED
 

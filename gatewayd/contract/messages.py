@@ -9,7 +9,7 @@ Events (hub events, job events, aborts) share an envelope (``Envelope``): a sche
 an ``event_id`` to dedupe on, the kit's ``session`` and a per-topic ``seq`` that shows gaps,
 the time it happened, and ``replayed``. Retained status topics (state, info, availability)
 carry no sequence: each is a snapshot that replaces the previous one. The job result is the
-``gatewayd.result/1`` document of ``gatewayd.result``, published unchanged.
+``gatewayd.result/1`` document of ``gatewayd.engine.result``, published unchanged.
 
 Hub enums are published as lower-case names (``connected``; ``unknown(7)`` for a number the
 spec does not list), as in the result document.
@@ -26,11 +26,11 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from gatewayd.progress import Kind as ProgressKind
-from gatewayd.progress import Stage as ProgressStage
-from gatewayd.result import NextActionDoc
-from gatewayd.verdict import AbortCode
-from gatewayd.verdict import Stage as VerdictStage
+from gatewayd.engine.progress import Kind as ProgressKind
+from gatewayd.engine.progress import Stage as ProgressStage
+from gatewayd.engine.result import NextActionDoc
+from gatewayd.engine.verdict import AbortCode
+from gatewayd.engine.verdict import Stage as VerdictStage
 
 from .topics import LEVEL_PATTERN, Command
 
@@ -351,7 +351,7 @@ class HubEventMessage(Envelope):
 
 
 class JobEventMessage(Envelope):
-    """``jobs/<job_id>/events``: one step of a job (``gatewayd.progress.Progress``)."""
+    """``jobs/<job_id>/events``: one step of a job (``gatewayd.engine.progress.Progress``)."""
 
     schema_: Literal["gatewayd.job_event/1"] = Field(default="gatewayd.job_event/1", alias="schema")
     job_id: Level

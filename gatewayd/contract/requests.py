@@ -18,11 +18,11 @@ from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
-from drivers.commshub.eui64 import Eui64
-from gatewayd.config_errors import RuleViolations
-from gatewayd.jobfile import Job
-from gatewayd.progress import Stage as ProgressStage
-from gatewayd.survey_store import position_key
+from gatewayd.config.errors import RuleViolations
+from gatewayd.config.job import Job
+from gatewayd.engine.progress import Stage as ProgressStage
+from gatewayd.survey.store import position_key
+from gatewayd_drivers.commshub.eui64 import Eui64
 
 from .decode import (
     MAX_REQUEST_BYTES,
@@ -82,7 +82,7 @@ class _Request(BaseModel):
 
 
 class StartJobRequest(_Request):
-    """Run a job: the same document as a job file, as JSON (``gatewayd.jobfile``)."""
+    """Run a job: the same document as a job file, as JSON (``gatewayd.config.job``)."""
 
     command: ClassVar[Command] = Command.START_JOB
     hub: Level | None = Field(

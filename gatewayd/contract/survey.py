@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gatewayd.survey import SurveyDocument
+from gatewayd.survey.judgement import SurveyDocument
 
 from .messages import Envelope
 

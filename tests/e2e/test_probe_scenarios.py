@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
 
 SPEED = 50
 ROOT = Path(__file__).resolve().parents[2]

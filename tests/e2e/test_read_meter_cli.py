@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
-from hwsim.optical.meter import OpticalMeterSim
-from hwsim.optical.profile import load_meter, shipped_meter
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.optical.meter import OpticalMeterSim
+from gatewayd_sim.optical.profile import load_meter, shipped_meter
 
 ROOT = Path(__file__).resolve().parents[2]
 

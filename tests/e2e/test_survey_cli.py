@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
-from hwsim.znp.radio import ZnpSimulator
-from hwsim.znp.scenario import load_radio_scenario, shipped_radio_scenario
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.znp.radio import ZnpSimulator
+from gatewayd_sim.znp.scenario import load_radio_scenario, shipped_radio_scenario
 
 SPEED = 50
 ROOT = Path(__file__).resolve().parents[2]

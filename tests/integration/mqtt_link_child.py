@@ -10,8 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gatewayd.mqtt_config import MqttConfig
-from gatewayd.mqtt_link import MqttLink
+from gatewayd.config.mqtt import MqttConfig
+from gatewayd.daemon.mqtt_link import MqttLink
 
 
 async def main(host: str, port: int, state_dir: Path) -> None:

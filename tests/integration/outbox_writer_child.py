@@ -12,7 +12,7 @@ import itertools
 import sys
 
 from gatewayd.clock import SystemClock
-from gatewayd.outbox import MessageKind, Outbox
+from gatewayd.daemon.outbox import MessageKind, Outbox
 
 
 def main(path: str, start: int) -> None:

@@ -1,6 +1,6 @@
 """A hub whose every answer the test scripts, on a real pty: for exact protocol checks.
 
-The scenario-driven simulator (hwsim) models a site; this one lets a test see
+The scenario-driven simulator (gatewayd_sim) models a site; this one lets a test see
 each frame the client sends, with its time, and decide byte for byte what the
 hub does next (answer, stay silent, answer BUSY, send an event twice...).
 """
@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
-from hwsim.pty import PtyPort
+from gatewayd_drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
+from gatewayd_sim.pty import PtyPort
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.eui64 import Eui64
 
 HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")
 ESME = Eui64.parse("00-DB-12-34-56-78-90-A1")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
 from tests.integration.test_daemon_mqtt import KIT_TOML, PREFIX, SPEED, Subscriber, job_doc
 from tests.mqtt_broker import Broker, free_port
 from tests.ops.tools import promtool_path

@@ -15,10 +15,10 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gatewayd.daemon import Daemon
-from gatewayd.kitconfig import KitConfig, parse_kit_config
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd.config.kit import KitConfig, parse_kit_config
+from gatewayd.daemon.service import Daemon
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
 from tests.mqtt_broker import Broker
 
 SPEED = 50

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gatewayd.daemon import Daemon
-from gatewayd.kitconfig import parse_kit_config
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
-from hwsim.znp.radio import ZnpSimulator
-from hwsim.znp.scenario import load_radio_scenario, shipped_radio_scenario
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.daemon.service import Daemon
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.znp.radio import ZnpSimulator
+from gatewayd_sim.znp.scenario import load_radio_scenario, shipped_radio_scenario
 from tests.integration.test_daemon_mqtt import PREFIX, Subscriber, daemon_online, retained
 from tests.mqtt_broker import Broker
 

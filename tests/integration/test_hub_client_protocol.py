@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.backoff import BackoffSettings
-from drivers.commshub.client import HubClient, LinkLost, LinkUp, ProtocolTimers
-from drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.framing import Frame, FrameType
-from drivers.commshub.messages import (
+from gatewayd_drivers.backoff import BackoffSettings
+from gatewayd_drivers.commshub.client import HubClient, LinkLost, LinkUp, ProtocolTimers
+from gatewayd_drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.framing import Frame, FrameType
+from gatewayd_drivers.commshub.messages import (
     Cmd,
     DeviceJoinSucceeded,
     DeviceType,

@@ -26,12 +26,18 @@ from textwrap import dedent
 
 import pytest
 
-from drivers.backoff import BackoffSettings
-from drivers.commshub.client import ClientEvent, EventSubscription, HubClient, LinkLost, LinkUp
-from drivers.commshub.errors import HubDisconnected, HubStatusError
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.framing import Frame, FrameDecoder, FrameType
-from drivers.commshub.messages import (
+from gatewayd_drivers.backoff import BackoffSettings
+from gatewayd_drivers.commshub.client import (
+    ClientEvent,
+    EventSubscription,
+    HubClient,
+    LinkLost,
+    LinkUp,
+)
+from gatewayd_drivers.commshub.errors import HubDisconnected, HubStatusError
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.framing import Frame, FrameDecoder, FrameType
+from gatewayd_drivers.commshub.messages import (
     Band,
     Cmd,
     ConnectedToEsme,
@@ -58,8 +64,8 @@ from drivers.commshub.messages import (
     WanVariant,
     event_code,
 )
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import parse_scenario
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import parse_scenario
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
 
 FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)

@@ -22,9 +22,9 @@ from textwrap import dedent
 import pytest
 import serial
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
-from drivers.commshub.messages import (
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
+from gatewayd_drivers.commshub.messages import (
     Band,
     Cmd,
     CspRegion,
@@ -48,12 +48,12 @@ from drivers.commshub.messages import (
     WanStatus,
     WanVariant,
 )
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, parse_scenario
-from hwsim.pty import PtyPort
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, parse_scenario
+from gatewayd_sim.pty import PtyPort
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "hwsim" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "gatewayd_sim" / "scenarios"
 
 
 class PtyClient:

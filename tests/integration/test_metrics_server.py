@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.metrics import Metrics
-from gatewayd.metrics_server import MetricsServer, MetricsServerError
+from gatewayd.daemon.metrics import Metrics
+from gatewayd.daemon.metrics_server import MetricsServer, MetricsServerError
 from tests.mqtt_broker import make_tls_files
 
 

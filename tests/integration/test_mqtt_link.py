@@ -13,8 +13,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gatewayd.mqtt_config import MqttConfig, MqttTls
-from gatewayd.mqtt_link import MqttLink, MqttUnavailable
+from gatewayd.config.mqtt import MqttConfig, MqttTls
+from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
 from tests.mqtt_broker import LOOPBACK, Broker, make_tls_files
 
 STATE = "gatewayd/kit-1/state"

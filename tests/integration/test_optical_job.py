@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from drivers.commshub.client import HubClient
 from gatewayd.clock import ScaledClock
-from gatewayd.commissioning import JobRun, run_job
-from gatewayd.jobfile import parse_job
-from gatewayd.kitconfig import parse_kit_config
-from gatewayd.progress import Progress, Stage
-from hwsim.commshub.hub import HubSimulator
-from hwsim.commshub.scenario import load_scenario, shipped_scenario
-from hwsim.optical.meter import OpticalMeterSim
-from hwsim.optical.profile import Faults, load_meter, shipped_meter
+from gatewayd.config.job import parse_job
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.engine.commissioning import JobRun, run_job
+from gatewayd.engine.progress import Progress, Stage
+from gatewayd_drivers.commshub.client import HubClient
+from gatewayd_sim.commshub.hub import HubSimulator
+from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.optical.meter import OpticalMeterSim
+from gatewayd_sim.optical.profile import Faults, load_meter, shipped_meter
 
 SPEED = 50
 JOBS = Path(__file__).resolve().parents[2] / "examples" / "jobs"

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.iec62056.errors import (
+from gatewayd_drivers.iec62056.errors import (
     BccError,
     IdentificationError,
     OpticalTimeout,
     PortError,
     ReadoutError,
 )
-from drivers.iec62056.line import OpticalLine, iec_settings
-from drivers.iec62056.reader import MeterReading, ReaderTimings, ReadOptions, read_meter
-from hwsim.optical.meter import OpticalMeterSim
-from hwsim.optical.profile import Faults, MeterProfile, load_meter, shipped_meter
+from gatewayd_drivers.iec62056.line import OpticalLine, iec_settings
+from gatewayd_drivers.iec62056.reader import MeterReading, ReaderTimings, ReadOptions, read_meter
+from gatewayd_sim.optical.meter import OpticalMeterSim
+from gatewayd_sim.optical.profile import Faults, MeterProfile, load_meter, shipped_meter
 
 # Short enough for fast tests, long enough for a loaded machine; the meters answer in 0.2 s.
 FAST = ReaderTimings(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.clock import SystemClock
-from gatewayd.outbox import Outbox
+from gatewayd.daemon.outbox import Outbox
 
 REPO = Path(__file__).resolve().parents[2]
 

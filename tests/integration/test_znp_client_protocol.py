@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.backoff import BackoffSettings
-from drivers.znp import commands as c
-from drivers.znp.client import ZnpClient, ZnpTimers
-from drivers.znp.errors import ZnpDisconnected, ZnpError, ZnpStatusError, ZnpTimeout
-from drivers.znp.frames import FrameDecoder, MtFrame, encode_frame
-from hwsim.pty import PtyPort
+from gatewayd_drivers.backoff import BackoffSettings
+from gatewayd_drivers.znp import commands as c
+from gatewayd_drivers.znp.client import ZnpClient, ZnpTimers
+from gatewayd_drivers.znp.errors import ZnpDisconnected, ZnpError, ZnpStatusError, ZnpTimeout
+from gatewayd_drivers.znp.frames import FrameDecoder, MtFrame, encode_frame
+from gatewayd_sim.pty import PtyPort
 
 Script = Callable[[MtFrame], list[bytes]]
 

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from drivers.backoff import BackoffSettings
-from drivers.commshub.eui64 import Eui64
-from drivers.znp import commands as c
-from drivers.znp.client import ZnpClient, ZnpTimers
-from drivers.znp.errors import ZnpCommandError, ZnpDisconnected, ZnpTimeout
 from gatewayd.clock import SystemClock
-from gatewayd.outcomes import SurveyJudgement
-from gatewayd.survey import SurveyDocument, run_survey
-from gatewayd.survey_config import SurveyConfig
-from hwsim.znp.radio import ZnpSimulator
-from hwsim.znp.scenario import load_radio_scenario, shipped_radio_scenario
+from gatewayd.config.survey import SurveyConfig
+from gatewayd.engine.outcomes import SurveyJudgement
+from gatewayd.survey.judgement import SurveyDocument, run_survey
+from gatewayd_drivers.backoff import BackoffSettings
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.znp import commands as c
+from gatewayd_drivers.znp.client import ZnpClient, ZnpTimers
+from gatewayd_drivers.znp.errors import ZnpCommandError, ZnpDisconnected, ZnpTimeout
+from gatewayd_sim.znp.radio import ZnpSimulator
+from gatewayd_sim.znp.scenario import load_radio_scenario, shipped_radio_scenario
 
 HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")
 NEIGHBOUR = Eui64.parse("00-DB-12-34-56-00-11-22")
@@ -232,7 +232,7 @@ async def test_unplug_fails_the_scan_and_the_port_is_reopened(rig: Rig) -> None:
 
 
 async def test_a_command_the_firmware_lacks_is_a_clear_error(tmp_path: Path) -> None:
-    from hwsim.znp.scenario import parse_radio_scenario
+    from gatewayd_sim.znp.scenario import parse_radio_scenario
 
     text = shipped_radio_scenario("site_good").read_text() + (
         '\n[stick]\nunsupported = ["ZDO_MSG_CALLBACK_REGISTER"]\n'
@@ -252,7 +252,7 @@ async def test_a_command_the_firmware_lacks_is_a_clear_error(tmp_path: Path) -> 
 
 
 def test_radio_scenario_errors_name_the_key() -> None:
-    from hwsim.znp.scenario import ScenarioError, parse_radio_scenario
+    from gatewayd_sim.znp.scenario import ScenarioError, parse_radio_scenario
 
     bad = """
 [site]

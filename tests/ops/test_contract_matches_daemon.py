@@ -6,8 +6,8 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from drivers.commshub.client import HubClientStats
-from gatewayd.metrics import HubReading, KitReading, Metrics
+from gatewayd.daemon.metrics import HubReading, KitReading, Metrics
+from gatewayd_drivers.commshub.client import HubClientStats
 from tests.ops.contract import HISTOGRAMS, METRICS
 
 

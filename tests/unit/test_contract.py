@@ -19,28 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from drivers.commshub.client import LinkLost, LinkUp
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import (
-    ConnectedToEsme,
-    DeviceJoinFailed,
-    DeviceJoinSucceeded,
-    DeviceLogChanged,
-    DisconnectedFromEsme,
-    HanState,
-    HanStateChanged,
-    HanStatus,
-    HubStarted,
-    JoinFailReason,
-    RegState,
-    StartReason,
-    ThreeLostGsmeSearchesFailed,
-    UnknownEvent,
-    WanState,
-    WanStateChanged,
-    WanStatus,
-)
-from drivers.znp.commands import Beacon
+from gatewayd.config.survey import SurveyConfig
 from gatewayd.contract import (
     CHANNELS,
     PAYLOADS,
@@ -93,9 +72,7 @@ from gatewayd.contract import (
     validate_level,
     validate_prefix,
 )
-from gatewayd.progress import Kind, Progress, Stage
-from gatewayd.result import ResultDocument
-from gatewayd.schema_export import (
+from gatewayd.contract.schema_export import (
     DEFAULT_DOCS_DIR,
     asyncapi_document,
     check,
@@ -105,9 +82,32 @@ from gatewayd.schema_export import (
     schema_document,
     write,
 )
-from gatewayd.survey import SurveyDocument, judge
-from gatewayd.survey_config import SurveyConfig
-from gatewayd.verdict import Outcome
+from gatewayd.engine.progress import Kind, Progress, Stage
+from gatewayd.engine.result import ResultDocument
+from gatewayd.engine.verdict import Outcome
+from gatewayd.survey.judgement import SurveyDocument, judge
+from gatewayd_drivers.commshub.client import LinkLost, LinkUp
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import (
+    ConnectedToEsme,
+    DeviceJoinFailed,
+    DeviceJoinSucceeded,
+    DeviceLogChanged,
+    DisconnectedFromEsme,
+    HanState,
+    HanStateChanged,
+    HanStatus,
+    HubStarted,
+    JoinFailReason,
+    RegState,
+    StartReason,
+    ThreeLostGsmeSearchesFailed,
+    UnknownEvent,
+    WanState,
+    WanStateChanged,
+    WanStatus,
+)
+from gatewayd_drivers.znp.commands import Beacon
 
 TS = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
 EUI = Eui64.parse("00-DB-12-34-56-78-90-A1")
@@ -740,7 +740,7 @@ def test_abort_notice_only_for_aborts() -> None:
 
 
 def test_committed_docs_match_the_models() -> None:
-    assert check(DEFAULT_DOCS_DIR) == [], "run: python -m gatewayd.schema_export"
+    assert check(DEFAULT_DOCS_DIR) == [], "run: python -m gatewayd.contract.schema_export"
 
 
 def _docs_copy(tmp_path: Path) -> Path:

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.iec62056.errors import (
+from gatewayd_drivers.iec62056.errors import (
     BccError,
     IdentificationError,
     ReadoutError,
     UnsupportedModeError,
 )
-from drivers.iec62056.protocol import (
+from gatewayd_drivers.iec62056.protocol import (
     ETX,
     STX,
     ack_option_select,
@@ -20,7 +20,7 @@ from drivers.iec62056.protocol import (
     parse_identification,
     sign_on,
 )
-from drivers.iec62056.readout import (
+from gatewayd_drivers.iec62056.readout import (
     MAX_DATA_MESSAGE,
     DataSet,
     Value,

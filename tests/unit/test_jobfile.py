@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import DeviceType
-from gatewayd.config_errors import ConfigError
-from gatewayd.jobfile import (
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import (
     Fuel,
     Job,
     Policy,
@@ -23,6 +21,8 @@ from gatewayd.jobfile import (
     mpan_check_digit,
     parse_job,
 )
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import DeviceType
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 ESME = "00-DB-12-34-56-78-90-A1"

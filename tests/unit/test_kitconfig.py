@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config_errors import ConfigError
-from gatewayd.jobfile import TimingOverrides
-from gatewayd.kitconfig import LSP_GIVE_UP_S, KitConfig, load_kit_config, parse_kit_config
-from gatewayd.meter_type import ElectricityVariant
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import TimingOverrides
+from gatewayd.config.kit import LSP_GIVE_UP_S, KitConfig, load_kit_config, parse_kit_config
+from gatewayd.engine.meter_type import ElectricityVariant
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kit.toml"
 MINIMAL: dict[str, Any] = {"hub": {"port": "/dev/ttyUSB0"}}

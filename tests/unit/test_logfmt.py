@@ -11,13 +11,13 @@ from gatewayd.logfmt import REDACTED, KeyValueFormatter, configure_logging, reda
 
 
 def record(msg: str, *args: object, level: int = logging.INFO) -> logging.LogRecord:
-    return logging.LogRecord("gatewayd.daemon", level, __file__, 1, msg, args, None)
+    return logging.LogRecord("gatewayd.daemon.service", level, __file__, 1, msg, args, None)
 
 
 def test_message_words_become_msg_and_keys_stay_keys() -> None:
     line = KeyValueFormatter().format(record("job started job=%s hub=%s", "J-1", "hub"))
     assert line.startswith("ts=")
-    assert " level=info logger=gatewayd.daemon " in line
+    assert " level=info logger=gatewayd.daemon.service " in line
     assert line.endswith('msg="job started" job=J-1 hub=hub')
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.commshub.crc import crc16_x25
-from drivers.commshub.framing import (
+from gatewayd_drivers.commshub.crc import crc16_x25
+from gatewayd_drivers.commshub.framing import (
     MAX_ESCAPED_BODY,
     MAX_PAYLOAD,
     DiscardReason,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import (
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import (
     Band,
     DeviceJoinFailed,
     DeviceJoinSucceeded,

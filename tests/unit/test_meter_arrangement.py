@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.iec62056.readout import DataSet, parse_data_block
-from gatewayd.config_errors import ConfigError
-from gatewayd.jobfile import Supply
-from gatewayd.meter_arrangement import SHIPPED_RULES, infer_arrangement, load_rules
-from hwsim.optical.profile import load_meter, shipped_meter
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import Supply
+from gatewayd.engine.meter_arrangement import SHIPPED_RULES, infer_arrangement, load_rules
+from gatewayd_drivers.iec62056.readout import DataSet, parse_data_block
+from gatewayd_sim.optical.profile import load_meter, shipped_meter
 
 
 def readout(name: str) -> tuple[str, str, tuple[DataSet, ...]]:

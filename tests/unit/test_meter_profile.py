@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.iec62056.protocol import parse_identification
-from drivers.iec62056.readout import build_data_message, extract_data_message, parse_data_block
-from hwsim.optical.profile import METER_DIR, MeterFileError, load_meter
+from gatewayd_drivers.iec62056.protocol import parse_identification
+from gatewayd_drivers.iec62056.readout import (
+    build_data_message,
+    extract_data_message,
+    parse_data_block,
+)
+from gatewayd_sim.optical.profile import METER_DIR, MeterFileError, load_meter
 
 
 @pytest.mark.parametrize("path", sorted(METER_DIR.glob("*.toml")), ids=lambda p: p.stem)

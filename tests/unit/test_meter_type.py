@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gatewayd.jobfile import Job, Supply, parse_job
-from gatewayd.meter_type import (
+from gatewayd.config.job import Job, Supply, parse_job
+from gatewayd.engine.meter_type import (
     ArrangementSource,
     ElectricityVariant,
     check_meter_type,

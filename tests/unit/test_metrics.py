@@ -8,14 +8,14 @@ from dataclasses import replace
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from drivers.commshub.client import HubClientStats
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import WanState
-from gatewayd.jobfile import Policy
-from gatewayd.meter_type import check_meter_type
-from gatewayd.metrics import DURATION_BUCKETS_S, HubReading, KitReading, Metrics
-from gatewayd.outcomes import Cancelled, DeviceOutcome, HanOutcome, RunFacts, WanOutcome
-from gatewayd.verdict import decide
+from gatewayd.config.job import Policy
+from gatewayd.daemon.metrics import DURATION_BUCKETS_S, HubReading, KitReading, Metrics
+from gatewayd.engine.meter_type import check_meter_type
+from gatewayd.engine.outcomes import Cancelled, DeviceOutcome, HanOutcome, RunFacts, WanOutcome
+from gatewayd.engine.verdict import decide
+from gatewayd_drivers.commshub.client import HubClientStats
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import WanState
 from tests.unit.test_verdict import ALL_VARIANTS, GSME, make_job
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.config_errors import ConfigError
-from gatewayd.kitconfig import parse_kit_config
-from gatewayd.mqtt_config import MqttConfig, SecretError
-from gatewayd.mqtt_link import SessionCounter
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.config.mqtt import MqttConfig, SecretError
+from gatewayd.daemon.mqtt_link import SessionCounter
 
 
 def kit(**mqtt: object) -> dict[str, object]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config_errors import ConfigError
-from gatewayd.kitconfig import parse_kit_config
-from gatewayd.ops_config import LogLevel, split_listen
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.config.ops import LogLevel, split_listen
 
 HUB = {"hub": {"port": "/dev/ttyUSB0"}}
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config_errors import ConfigError
-from gatewayd.jobfile import Job, Supply, parse_job
-from gatewayd.kitconfig import parse_kit_config
-from gatewayd.meter_arrangement import MeterReadingFacts
-from gatewayd.meter_type import ArrangementSource, ElectricityVariant, check_meter_type
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import Job, Supply, parse_job
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.engine.meter_arrangement import MeterReadingFacts
+from gatewayd.engine.meter_type import ArrangementSource, ElectricityVariant, check_meter_type
 
 HUB = {"port": "/dev/ttyUSB0"}
 

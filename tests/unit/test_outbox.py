@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatewayd.clock import VirtualClock
-from gatewayd.outbox import (
+from gatewayd.daemon.outbox import (
     SCHEMA_VERSION,
     DropReason,
     MessageKind,
@@ -376,7 +376,7 @@ def test_garbage_file_is_moved_aside_and_a_fresh_outbox_starts(
     garbage = b"this is not an sqlite database\n" * 200
     path.write_bytes(garbage)
     with (
-        caplog.at_level(logging.ERROR, logger="gatewayd.outbox"),
+        caplog.at_level(logging.ERROR, logger="gatewayd.daemon.outbox"),
         Outbox(path, clock=clock()) as box,
     ):
         assert box.recovered_from == tmp_path / "outbox.db.corrupt-20250601T120000Z"
@@ -466,7 +466,7 @@ async def test_drops_are_logged_once_a_minute_not_once_a_message(
 ) -> None:
     c = clock()
     with (
-        caplog.at_level(logging.WARNING, logger="gatewayd.outbox"),
+        caplog.at_level(logging.WARNING, logger="gatewayd.daemon.outbox"),
         Outbox(tmp_path / "o.db", clock=c, max_messages=1) as box,
     ):
         for _ in range(20):

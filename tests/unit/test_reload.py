@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.kitconfig import load_kit_config
-from gatewayd.reload import reload_kit_config
+from gatewayd.config.kit import load_kit_config
+from gatewayd.config.reload import reload_kit_config
 
 BASE = """
 [hub]
@@ -34,7 +34,7 @@ def test_live_keys_apply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> No
     path.write_text(BASE)
     current = load_kit_config(path)
     path.write_text(BASE.replace("1800", "900").replace('"info"', '"debug"'))
-    with caplog.at_level(logging.INFO, logger="gatewayd.reload"):
+    with caplog.at_level(logging.INFO, logger="gatewayd.config.reload"):
         out = reload_kit_config(current, path)
     assert out.kit is not None and out.kit.wan.deadline_s == 900
     assert out.changed == ("wan", "log") and out.needs_restart == ()

@@ -9,20 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import (
-    Band,
-    CspRegion,
-    DeviceType,
-    HubInfo,
-    HwVariant,
-    WanState,
-    WanVariant,
-)
 from gatewayd import __version__
-from gatewayd.jobfile import Job, load_job
-from gatewayd.meter_type import ElectricityVariant, check_meter_type
-from gatewayd.outcomes import (
+from gatewayd.config.job import Job, load_job
+from gatewayd.engine.meter_type import ElectricityVariant, check_meter_type
+from gatewayd.engine.outcomes import (
     Cancelled,
     DccNotice,
     DeviceOutcome,
@@ -35,8 +25,18 @@ from gatewayd.outcomes import (
     SurveyJudgement,
     WanOutcome,
 )
-from gatewayd.result import RESULT_SCHEMA, ResultDocument, build_result
-from gatewayd.verdict import decide
+from gatewayd.engine.result import RESULT_SCHEMA, ResultDocument, build_result
+from gatewayd.engine.verdict import decide
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import (
+    Band,
+    CspRegion,
+    DeviceType,
+    HubInfo,
+    HwVariant,
+    WanState,
+    WanVariant,
+)
 
 JOBS = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 START = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)

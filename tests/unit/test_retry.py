@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gatewayd.clock import VirtualClock
-from gatewayd.retry import (
+from gatewayd.engine.retry import (
     AttemptTimeout,
     Backoff,
     PollSchedule,

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import Cmd, HwVariant, RegState, StartReason, WanState
-from hwsim.commshub.scenario import (
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import Cmd, HwVariant, RegState, StartReason, WanState
+from gatewayd_sim.commshub.scenario import (
     ScenarioError,
     load_scenario,
     parse_scenario,
     shipped_scenario,
 )
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "hwsim" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "gatewayd_sim" / "scenarios"
 SHIPPED = sorted(SCENARIOS.glob("*.toml"))
 EXPECTED = {
     "quick",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.sd_notify import Notifier, watchdog_interval_s
+from gatewayd.daemon.sd_notify import Notifier, watchdog_interval_s
 
 
 @pytest.fixture

@@ -11,18 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import DeviceType, HwVariant
-from drivers.znp.commands import Beacon
-from gatewayd.config_errors import ConfigError
-from gatewayd.jobfile import Policy
-from gatewayd.kitconfig import parse_kit_config
-from gatewayd.next_actions import Action
-from gatewayd.outcomes import DeviceOutcome, HubFacts, JoinFailure, SurveyJudgement
-from gatewayd.survey import SurveyDocument, evidence_from, judge
-from gatewayd.survey_config import SurveyConfig
-from gatewayd.survey_store import SurveyStore, position_key
-from gatewayd.verdict import decide
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import Policy
+from gatewayd.config.kit import parse_kit_config
+from gatewayd.config.survey import SurveyConfig
+from gatewayd.engine.next_actions import Action
+from gatewayd.engine.outcomes import DeviceOutcome, HubFacts, JoinFailure, SurveyJudgement
+from gatewayd.engine.verdict import decide
+from gatewayd.survey.judgement import SurveyDocument, evidence_from, judge
+from gatewayd.survey.store import SurveyStore, position_key
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import DeviceType, HwVariant
+from gatewayd_drivers.znp.commands import Beacon
 from tests.unit.test_verdict import GSME, facts, failed_join, han_with, make_job, wan_up
 
 HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")

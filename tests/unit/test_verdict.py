@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-from drivers.commshub.eui64 import Eui64
-from drivers.commshub.messages import Band, DeviceType, HwVariant, WanState
-from gatewayd.jobfile import Job, Policy, Supply, parse_job
-from gatewayd.meter_type import ElectricityVariant, check_meter_type
-from gatewayd.next_actions import Action
-from gatewayd.outcomes import (
+from gatewayd.config.job import Job, Policy, Supply, parse_job
+from gatewayd.engine.meter_type import ElectricityVariant, check_meter_type
+from gatewayd.engine.next_actions import Action
+from gatewayd.engine.outcomes import (
     Cancelled,
     DccNotice,
     DeviceOutcome,
@@ -27,7 +25,7 @@ from gatewayd.outcomes import (
     SurveyJudgement,
     WanOutcome,
 )
-from gatewayd.verdict import (
+from gatewayd.engine.verdict import (
     ABORT_TITLES,
     Abort,
     AbortCode,
@@ -37,6 +35,8 @@ from gatewayd.verdict import (
     VerdictInputError,
     decide,
 )
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.commshub.messages import Band, DeviceType, HwVariant, WanState
 
 CODE = "3F1A9C0E5B7D2468ACE013579BDF0246"
 ESME = "00-DB-12-34-56-78-90-A1"

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from zigpy_znp.commands.af import TransmitOptions
 from zigpy_znp.frames import GeneralFrame, TransportFrame
 
-from drivers.commshub.eui64 import Eui64
-from drivers.znp import commands as c
-from drivers.znp.frames import (
+from gatewayd_drivers.commshub.eui64 import Eui64
+from gatewayd_drivers.znp import commands as c
+from gatewayd_drivers.znp.frames import (
     MAX_FRAME,
     CommandType,
     DiscardReason,

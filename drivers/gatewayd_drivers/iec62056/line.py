@@ -1,0 +1,300 @@
+"""The optical probe's serial line: 7E1 at a chosen speed, bounded receive buffer, timed reads.
+
+The bytes layer of the reader. It opens the port once for one read (no reopen loop: a read is
+a short session and a lost probe ends it), with the line settings given as the serial link's
+``SerialSettings``, over the same pyserial + pyserial-asyncio-fast transport.
+
+IEC 62056-21 needs 7 data bits, even parity, 1 stop bit. A pseudo-terminal cannot carry
+parity and refuses (EINVAL) a 7E1 setting that leaves its speed as it was; a real port never
+does. So every setting that fails with EINVAL is checked against the line's actual speed
+(``termios.tcgetattr``): when the speed is the one asked for, the failure is tolerated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import termios
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import serial
+import serial_asyncio_fast
+
+from gatewayd_drivers.iec62056.errors import (
+    BaudSwitchError,
+    OpticalTimeout,
+    PortError,
+    ReadoutError,
+)
+from gatewayd_drivers.serial_link import SerialSettings
+
+__all__ = ["MAX_BUFFER", "OpticalLine", "iec_settings"]
+
+_log = logging.getLogger(__name__)
+
+MAX_BUFFER = 80 * 1024
+T = TypeVar("T")
+
+
+def iec_settings(baudrate: int = 300) -> SerialSettings:
+    """7E1 at ``baudrate``, the optical port's line."""
+    return SerialSettings(
+        baudrate=baudrate,
+        bytesize=serial.SEVENBITS,
+        parity=serial.PARITY_EVEN,
+        stopbits=serial.STOPBITS_ONE,
+    )
+
+
+def _termios_speed(baudrate: int) -> int | None:
+    value = getattr(termios, f"B{baudrate}", None)
+    return value if isinstance(value, int) else None
+
+
+def _is_einval(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EINVAL
+    if isinstance(exc, termios.error):
+        return bool(exc.args) and exc.args[0] == errno.EINVAL
+    return False
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, line: OpticalLine) -> None:
+        self._line = line
+
+    def data_received(self, data: bytes) -> None:
+        self._line._on_bytes(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._line._on_lost(exc)
+
+
+class OpticalLine:
+    """One open session on the probe's port. Use ``async with OpticalLine.open(...)``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._transport: asyncio.Transport | None = None
+        self._serial: serial.Serial | None = None
+        self._buffer = bytearray()
+        self._arrived = asyncio.Event()
+        self._lost: str | None = None
+        self._overflow = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # --- opening and closing ------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str, settings: SerialSettings, *, timeout_s: float) -> OpticalLine:
+        """Open ``path`` with ``settings``; raises ``PortError``."""
+        line = cls(path)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await line._connect(settings)
+        except TimeoutError:
+            raise PortError("open", f"opening {path} took longer than {timeout_s:g} s") from None
+        return line
+
+    async def _connect(self, s: SerialSettings) -> None:
+        loop = asyncio.get_running_loop()
+        path = self.path
+
+        async def connect(**line: Any) -> asyncio.Transport:
+            transport, _ = await serial_asyncio_fast.create_serial_connection(
+                loop,
+                lambda: _Protocol(self),
+                path,
+                xonxoff=False,
+                rtscts=False,
+                dsrdtr=False,
+                **line,
+            )
+            return transport
+
+        try:
+            transport = await connect(
+                baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits
+            )
+        except (serial.SerialException, OSError, termios.error, ValueError) as exc:
+            if not _is_einval(exc):
+                raise PortError("open", _open_failure(path, exc)) from None
+            # A pty already at this speed refuses 7E1: open 8N1 (accepted), then ask for
+            # 7E1 below, where the refusal is checked against the speed.
+            try:
+                transport = await connect(baudrate=s.baudrate)
+            except (serial.SerialException, OSError, termios.error, ValueError) as exc2:
+                raise PortError("open", f"cannot open {path}: {exc2}") from None
+        ser = getattr(transport, "serial", None)
+        if not isinstance(ser, serial.Serial):
+            transport.close()
+            raise PortError("open", f"{path} did not open as a serial port")
+        self._transport, self._serial = transport, ser
+        # pyserial flushed its input on open; whatever came meanwhile is noise.
+        self._buffer.clear()
+        try:
+            _apply(ser, "bytesize", s.bytesize, s.baudrate)
+            _apply(ser, "parity", s.parity, s.baudrate)
+            _apply(ser, "stopbits", s.stopbits, s.baudrate)
+        except BaudSwitchError as exc:
+            transport.close()
+            raise PortError("open", f"cannot set {path} to 7E1: {exc}") from None
+
+    async def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        # Let the transport finish closing the fd before the caller moves on.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> OpticalLine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- line settings ------------------------------------------------------------
+
+    @property
+    def serial(self) -> serial.Serial:
+        if self._serial is None:
+            raise PortError("open", f"{self.path} is not open")
+        return self._serial
+
+    @property
+    def baudrate(self) -> int:
+        return int(self.serial.baudrate)
+
+    async def set_baudrate(self, baudrate: int, *, drain_timeout_s: float = 2.0) -> None:
+        """Change speed once what was written has left the port (a real UART needs it)."""
+        await self.drain(drain_timeout_s)
+        _apply(self.serial, "baudrate", baudrate, baudrate)
+        _log.debug("optical line %s now at %d baud", self.path, baudrate)
+
+    async def drain(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                # The transport writes eagerly; a short message is rarely left in its
+                # buffer, and it offers no event for when that buffer empties.
+                while self._transport is not None and self._transport.get_write_buffer_size():  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+                fd = self.serial.fd
+                if fd is not None:
+                    await asyncio.to_thread(termios.tcdrain, fd)
+        except TimeoutError:
+            raise PortError("drain", f"bytes to {self.path} did not leave the port") from None
+        except termios.error as exc:
+            raise PortError("drain", f"cannot drain {self.path}: {exc}") from None
+
+    # --- bytes --------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._lost is not None or self._transport is None or self._transport.is_closing():
+            raise PortError("write", f"the port {self.path} is closed: {self._lost or 'closed'}")
+        self._transport.write(data)
+        self.bytes_out += len(data)
+
+    def discard_input(self) -> None:
+        self._buffer.clear()
+        self._overflow = False
+
+    async def read_frame(
+        self,
+        extract: Callable[[bytearray], tuple[T, int] | None],
+        *,
+        step: str,
+        first_byte_s: float,
+        inter_char_s: float,
+        total_s: float,
+    ) -> T:
+        """Wait until ``extract`` finds a frame in the buffer; it is removed from the buffer.
+
+        ``extract`` returns ``(frame, consumed)`` or ``None`` for more bytes, and raises for a
+        bad frame. Timeouts (IEC 62056-21's reaction and inter-character times) raise
+        ``OpticalTimeout`` naming ``step``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total_s
+        got_any = bool(self._buffer)
+        while True:
+            if self._overflow:
+                raise ReadoutError(step, f"more than {MAX_BUFFER} bytes arrived unread")
+            found = extract(self._buffer)
+            if found is not None:
+                frame, used = found
+                del self._buffer[:used]
+                return frame
+            if self._lost is not None:
+                raise PortError(step, f"lost the port {self.path}: {self._lost}")
+            wait = min(inter_char_s if got_any else first_byte_s, deadline - loop.time())
+            if wait > 0:
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    pass
+                else:
+                    got_any = True
+                    continue
+            if not got_any:
+                raise OpticalTimeout(
+                    step, f"no answer from the meter within {first_byte_s:g} s ({step})"
+                )
+            if loop.time() >= deadline:
+                raise OpticalTimeout(step, f"the {step} did not complete within {total_s:g} s")
+            raise OpticalTimeout(
+                step, f"the meter stopped sending for {inter_char_s:g} s during the {step}"
+            )
+
+    def _on_bytes(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        if len(self._buffer) + len(data) > MAX_BUFFER:
+            self._overflow = True
+        else:
+            # A 7-bit line: the eighth bit a port without parity stripping passes is not data.
+            self._buffer.extend(bytes(b & 0x7F for b in data))
+        self._arrived.set()
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        self._lost = str(exc) if exc is not None else "closed"
+        self._arrived.set()
+
+
+def _apply(ser: serial.Serial, attr: str, value: Any, baudrate: int) -> None:
+    """Set one line setting; tolerate EINVAL when the line already runs at ``baudrate``."""
+    try:
+        setattr(ser, attr, value)
+    except (serial.SerialException, OSError, termios.error, ValueError) as exc:
+        if not (_is_einval(exc) or _is_einval(exc.__context__ or exc)):
+            raise BaudSwitchError("baud switch", f"cannot set {attr} to {value}: {exc}") from None
+        actual = _line_speed(ser)
+        if actual is None or actual != _termios_speed(baudrate):
+            raise BaudSwitchError(
+                "baud switch", f"the port refused {attr} {value} and is not at {baudrate} baud"
+            ) from None
+        # A pty that cannot carry parity, already at the right speed: nothing to change.
+        _log.debug(
+            "port refused a setting at its current speed, tolerated (pty) setting=%s value=%s",
+            attr,
+            value,
+        )
+
+
+def _open_failure(path: str, exc: BaseException) -> str:
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOENT) or "No such file" in str(exc):
+        return f"no serial port at {path} (is the optical probe plugged in?)"
+    return f"cannot open {path}: {exc}"
+
+
+def _line_speed(ser: serial.Serial) -> int | None:
+    fd = ser.fd
+    if fd is None:
+        return None
+    with contextlib.suppress(termios.error, OSError):
+        attrs = termios.tcgetattr(fd)
+        return int(attrs[5])
+    return None

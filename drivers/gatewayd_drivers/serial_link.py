@@ -1,0 +1,238 @@
+"""A serial port that stays open: bytes in and out, reopened by itself after an unplug.
+
+The first arrow of the flow (serial bytes -> frames). It knows nothing of any
+protocol: it opens a device path with pyserial + pyserial-asyncio-fast, hands
+every chunk it reads to a callback, and when the port vanishes (EOF, EIO,
+ENODEV, the path disappearing) reports *disconnected*, then reopens the same
+path with capped exponential backoff and reports *connected* again. It never
+busy-loops and never dies on an unplug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+import serial_asyncio_fast
+
+from gatewayd_drivers.backoff import BackoffSettings
+
+_log = logging.getLogger(__name__)
+
+
+class LinkState(enum.Enum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class LinkDown(ConnectionError):
+    """A write was attempted while the port is not open."""
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Line settings; the defaults are the LSP's (115200 8N1, no flow control)."""
+
+    baudrate: int = 115200
+    bytesize: int = serial.EIGHTBITS
+    parity: str = serial.PARITY_NONE
+    stopbits: float = serial.STOPBITS_ONE
+
+
+@dataclass
+class LinkCounters:
+    """Readable by metrics: cumulative since the link was created."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    errors: int = 0  # failed opens and unexpected losses of the port
+    reconnects: int = 0  # successful reopens after a loss
+    connected: bool = False
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, link: SerialLink) -> None:
+        self._link = link
+
+    def data_received(self, data: bytes) -> None:
+        self._link._on_bytes(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link._on_lost(self, exc)
+
+
+class SerialLink:
+    """Keeps ``path`` open; see the module docstring.
+
+    ``on_data`` gets every chunk read; ``on_state`` gets every change of state.
+    Both are called from the event loop and must not block; an exception they
+    raise is logged and does not reach the transport.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        on_data: Callable[[bytes], None],
+        on_state: Callable[[LinkState], None] | None = None,
+        settings: SerialSettings | None = None,
+        backoff: BackoffSettings | None = None,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.path = path
+        self.name = name or path
+        self.settings = settings or SerialSettings()
+        self.backoff = backoff or BackoffSettings()
+        self.counters = LinkCounters()
+        self._on_data = on_data
+        self._on_state = on_state
+        self._rng = rng or random.Random()
+        self._transport: asyncio.Transport | None = None
+        self._protocol: _Protocol | None = None
+        self._lost = asyncio.Event()
+        self._connected_event = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ever_connected = False
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    async def start(self) -> None:
+        """Start keeping the port open (returns at once; see ``wait_connected``)."""
+        if self._runner is None:
+            self._stopping = False
+            self._runner = asyncio.create_task(self._run(), name=f"serial-link {self.name}")
+
+    async def wait_connected(self, timeout_s: float | None = None) -> bool:
+        """Wait until the port is open; False when ``timeout_s`` passed first."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the wait completes, and a job stopped by a
+        # DCC notice must really stop.
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Close the port and stop reopening it."""
+        self._stopping = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        self._close_transport()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the port; raises ``LinkDown`` when it is not open."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise LinkDown(f"serial port {self.name} is not connected")
+        transport.write(data)
+        self.counters.bytes_out += len(data)
+
+    # --- internals -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delays = self.backoff.start(self._rng)
+        while not self._stopping:
+            try:
+                await self._open()
+            except (serial.SerialException, OSError, ValueError) as exc:
+                self.counters.errors += 1
+                self._note_error(f"cannot open {self.path}: {exc}")
+                await asyncio.sleep(delays.next_delay())
+                continue
+            delays.reset()
+            await self._lost.wait()
+            if self._stopping:
+                return
+            # A quick pause before reopening: a vanishing port often flaps
+            # (USB re-enumeration) and an instant reopen only finds it half there.
+            await asyncio.sleep(delays.next_delay())
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        transport, protocol = await serial_asyncio_fast.create_serial_connection(
+            loop,
+            lambda: _Protocol(self),
+            self.path,
+            baudrate=s.baudrate,
+            bytesize=s.bytesize,
+            parity=s.parity,
+            stopbits=s.stopbits,
+            xonxoff=False,
+            rtscts=False,
+            dsrdtr=False,
+        )
+        assert isinstance(protocol, _Protocol)
+        self._lost.clear()
+        self._transport = transport
+        self._protocol = protocol
+        if self._ever_connected:
+            self.counters.reconnects += 1
+        self._ever_connected = True
+        self.counters.connected = True
+        self._connected_event.set()
+        self.last_error = None
+        _log.info("serial port connected link=%s", self.name)
+        self._notify(LinkState.CONNECTED)
+
+    def _on_bytes(self, data: bytes) -> None:
+        self.counters.bytes_in += len(data)
+        try:
+            self._on_data(data)
+        except Exception:
+            _log.exception("serial data handler failed link=%s", self.name)
+
+    def _on_lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        if protocol is not self._protocol:
+            return
+        self._transport = None
+        self._protocol = None
+        self.counters.connected = False
+        self._connected_event.clear()
+        if not self._stopping:
+            self.counters.errors += 1
+            self._note_error(f"lost {self.path}: {exc or 'closed'}")
+        self._lost.set()
+        self._notify(LinkState.DISCONNECTED)
+
+    def _close_transport(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.close()
+        # connection_lost may arrive later; report the state now.
+        if self._protocol is not None:
+            self._transport = None
+            self._protocol = None
+            self.counters.connected = False
+            self._connected_event.clear()
+            self._notify(LinkState.DISCONNECTED)
+
+    def _note_error(self, message: str) -> None:
+        # Log a failing port once per outage, not once per reopen attempt.
+        if message != self.last_error:
+            _log.warning("serial port problem link=%s error=%r", self.name, message)
+        self.last_error = message
+
+    def _notify(self, state: LinkState) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(state)
+        except Exception:
+            _log.exception("serial state handler failed link=%s", self.name)

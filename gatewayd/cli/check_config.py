@@ -1,0 +1,124 @@
+"""`gatewayd check-config FILE...`: say whether kit configs and job files are usable.
+
+Before a kit goes out (or before ``systemctl reload``), an operator checks its files:
+every problem is printed as ``FILE: key.path: reason``, all at once, and the exit code
+is 2 if any file is invalid. A document with a top-level ``job_id`` is a job file,
+anything else a kit config (``--kind`` overrides the guess). Beyond the schema, a kit
+config's referenced files (password, TLS certificates) and serial ports (hubs, optical
+probe, radio) are checked. They
+are warnings, because a config is often checked away from the kit it is for (and a hub
+may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from gatewayd.config.errors import ConfigError, Problem, read_toml
+from gatewayd.config.job import parse_job
+from gatewayd.config.kit import KitConfig, parse_kit_config
+
+__all__ = ["check_file", "main_check_config"]
+
+Kind = Literal["auto", "kit", "job"]
+
+
+def _guess(doc: dict[str, Any], kind: Kind) -> Literal["kit", "job"]:
+    if kind != "auto":
+        return kind
+    return "job" if "job_id" in doc else "kit"
+
+
+def _referenced_files(kit: KitConfig) -> Iterator[tuple[str, Path]]:
+    if kit.mqtt is not None:
+        if kit.mqtt.password_file is not None:
+            yield "mqtt.password_file", kit.mqtt.password_file
+        tls = kit.mqtt.tls
+        if tls is not None:
+            for key in ("ca_file", "cert_file", "key_file"):
+                value = getattr(tls, key)
+                if value is not None:
+                    yield f"mqtt.tls.{key}", value
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(kit.metrics, key)
+        if value is not None:
+            yield f"metrics.{key}", value
+
+
+def _serial_ports(kit: KitConfig) -> Iterator[tuple[str, str]]:
+    for i, hub in enumerate(kit.all_hubs):
+        yield ("hub.port" if kit.hub is not None else f"hubs[{i}].port"), hub.port
+    if kit.optical is not None:
+        yield "optical.port", kit.optical.port
+    if kit.radio is not None:
+        yield "radio.port", kit.radio.port
+
+
+def _kit_warnings(kit: KitConfig) -> list[Problem]:
+    warnings: list[Problem] = []
+    for key, path in _referenced_files(kit):
+        if not path.is_file():
+            warnings.append(Problem(key, f"{path}: no such file"))
+        elif not os.access(path, os.R_OK):
+            warnings.append(Problem(key, f"{path}: not readable by this user"))
+    env = kit.mqtt.password_env if kit.mqtt is not None else None
+    if env is not None and env not in os.environ:
+        warnings.append(Problem("mqtt.password_env", f"${env} is not set here"))
+    for key, port in _serial_ports(kit):
+        if not Path(port).exists():
+            warnings.append(Problem(key, f"{port} does not exist now (unplugged?)"))
+    if not kit.metrics.loopback:
+        warnings.append(
+            Problem(
+                "metrics.listen",
+                f"{kit.metrics.listen} is not a loopback address: anyone who can reach it "
+                "reads the kit's metrics",
+            )
+        )
+    return warnings
+
+
+def check_file(
+    path: Path, kind: Kind = "auto", *, strict: bool = False
+) -> tuple[str, list[Problem], list[Problem]]:
+    """(what the file is, its errors, its warnings); nothing is raised."""
+    source = str(path)
+    try:
+        doc = read_toml(path)
+    except ConfigError as exc:
+        return "file", list(exc.problems), []
+    what = _guess(doc, kind)
+    try:
+        if what == "job":
+            parse_job(doc, source=source)
+            return "job file", [], []
+        kit = parse_kit_config(doc, source=source)
+    except ConfigError as exc:
+        return ("job file" if what == "job" else "kit config"), list(exc.problems), []
+    warnings = _kit_warnings(kit)
+    return ("kit config", warnings, []) if strict else ("kit config", [], warnings)
+
+
+def main_check_config(
+    paths: Sequence[Path], kind: Kind = "auto", *, strict: bool = False, out: TextIO | None = None
+) -> int:
+    """Exit 0 when every file is usable, 2 when any is not."""
+    stream = out or sys.stdout
+    status = 0
+    for path in paths:
+        what, errors, warnings = check_file(path, kind, strict=strict)
+        for p in errors:
+            print(p.render(str(path)), file=sys.stderr)
+        for p in warnings:
+            print(f"{p.render(str(path))} (warning)", file=sys.stderr)
+        if errors:
+            status = 2
+            n = len(errors)
+            print(f"{path}: invalid {what}: {n} problem{'s' if n != 1 else ''}", file=stream)
+        else:
+            print(f"{path}: valid {what}", file=stream)
+    return status

@@ -1,0 +1,116 @@
+"""The kit config's ``[mqtt]`` table: which broker, who the kit is, how it authenticates.
+
+Publications side of the flow. Secrets are never in the config itself: the
+password comes from a file or an environment variable named here, is read when
+a connection is made, and never appears in a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gatewayd.config.errors import Loc, RuleViolations, require_pair
+from gatewayd.contract.topics import RESERVED_KIT_IDS
+
+__all__ = ["TOPIC_LEVEL", "MqttConfig", "MqttProtocol", "MqttTls", "SecretError"]
+
+# One MQTT topic level that is safe everywhere: no separators or wildcards.
+TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretError(RuntimeError):
+    """The configured password file or variable cannot be read (says which, never the value)."""
+
+
+class MqttProtocol(enum.StrEnum):
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+class MqttTls(BaseModel):
+    """TLS to the broker: the CA to trust and, for client-certificate auth, cert and key."""
+
+    model_config = _STRICT
+
+    ca_file: Path | None = Field(default=None, description="CA bundle; None: the system's")
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(default=False, description="Skip host name checks (testing only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        require_pair(self, "cert_file", "key_file")
+        return self
+
+
+class MqttConfig(BaseModel):
+    """Where and how the kit publishes. Only ``kit_id`` is required."""
+
+    model_config = _STRICT
+
+    kit_id: str = Field(pattern=TOPIC_LEVEL.pattern, description="This kit's name in topics")
+    host: str = Field(default="localhost", min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535, description="1883, or 8883 with TLS")
+    prefix: str = Field(default="gatewayd", pattern=r"^[A-Za-z0-9._/-]{1,128}$")
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    protocol: MqttProtocol = MqttProtocol.V5
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    tls: MqttTls | None = None
+    reconnect_first_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    state_dir: Path = Field(
+        default=Path("/var/lib/gatewayd"), description="Session counter and outbox live here"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
+        if self.kit_id in RESERVED_KIT_IDS:
+            problems.append((("kit_id",), f"{self.kit_id!r} is reserved for fleet-wide topics"))
+        if self.password_file is not None and self.password_env is not None:
+            problems.append((("password_env",), "give password_file or password_env, not both"))
+        if self.reconnect_max_s < self.reconnect_first_s:
+            problems.append((("reconnect_max_s",), "must be at least reconnect_first_s"))
+        if self.prefix.startswith("/") or self.prefix.endswith("/") or "//" in self.prefix:
+            problems.append((("prefix",), "no leading, trailing or doubled '/'"))
+        if problems:
+            raise RuleViolations(problems)
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+    @property
+    def effective_client_id(self) -> str:
+        # One client id per kit: the broker then drops a stale connection of the same kit.
+        return self.client_id or f"gatewayd-{self.kit_id}"
+
+    def read_password(self) -> str | None:
+        """The password, read now from its file or variable; raises ``SecretError``."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise SecretError(
+                    f"cannot read mqtt.password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SecretError(f"mqtt.password_env: ${self.password_env} is not set")
+            return value
+        return None

@@ -1,0 +1,76 @@
+"""Which jobs are running, on disk, so a job cut short by a crash still gets a result.
+
+Publications side of the flow. A job is written here when it starts and
+removed once its result is safely in the outbox. A daemon that starts and
+finds entries left behind knows those jobs were interrupted (power cut,
+SIGKILL) and publishes a ``failed`` result for each, so the back office is
+never left waiting for a verdict that cannot come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gatewayd.config.errors import ConfigError
+from gatewayd.config.job import Job, parse_job
+
+__all__ = ["InterruptedJob", "JobJournal"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InterruptedJob:
+    job: Job
+    hub: str
+    started_at: datetime
+
+
+class JobJournal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, job_id: str) -> Path:
+        # job_id is a checked topic level ([A-Za-z0-9._-]), so it is a safe file name.
+        return self.directory / f"{job_id}.json"
+
+    def begin(self, job: Job, hub: str, started_at: datetime) -> None:
+        """Record a running job, durably, before it starts."""
+        doc = {"job": job.model_dump(mode="json"), "hub": hub, "started_at": started_at.isoformat()}
+        path = self._path(job.job_id)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def end(self, job_id: str) -> None:
+        """The job's result is in the outbox: nothing is owed any more."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(job_id).unlink()
+
+    def interrupted(self) -> list[InterruptedJob]:
+        """Jobs a previous run started and never finished, oldest first."""
+        found: list[InterruptedJob] = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                job = parse_job(doc["job"], source=str(path))
+                found.append(
+                    InterruptedJob(job, str(doc["hub"]), datetime.fromisoformat(doc["started_at"]))
+                )
+            except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+                aside = path.with_name(path.name + ".unreadable")
+                os.replace(path, aside)
+                _log.error(
+                    "unreadable job journal entry moved aside file=%s error=%r", aside, str(exc)
+                )
+        return sorted(found, key=lambda j: j.started_at)

@@ -1,0 +1,298 @@
+"""The kit's connection to its MQTT broker, kept up forever.
+
+Publications side of the flow. aiomqtt does not reconnect by itself, so this
+supervisor runs the documented loop around ``async with Client(...)``: it
+connects when the broker comes up (the kit starts and works normally while it
+is down), retries with capped exponential backoff and jitter, and on every
+connection publishes the retained ``online`` presence carrying that
+connection's session number, with a last will of ``offline`` carrying the same
+number (Sparkplug B's lesson: a late will of an old session is recognisable).
+A clean stop publishes ``offline`` itself. Secrets are read at connect time and
+never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
+from gatewayd.logfmt import redact_value
+from gatewayd_drivers.backoff import Backoff
+
+__all__ = ["MqttLink", "MqttUnavailable", "SessionCounter", "default_presence"]
+
+_log = logging.getLogger(__name__)
+
+# Seconds to wait for a PUBACK, and for a connect: a kit on a poor link is slow,
+# but a broker that does not answer in this long is treated as gone.
+PUBLISH_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0
+# How often a stopping link repeats the cancellation of its connection task.
+STOP_RETRY_S = 0.2
+
+
+class MqttUnavailable(ConnectionError):
+    """Not connected to the broker now; the caller keeps the message (the outbox does)."""
+
+
+class SessionCounter:
+    """The session number, on disk: one more for every connection, across restarts.
+
+    A number is reserved (written and fsynced) before a connection is tried, so
+    a crash right after connecting can never reuse it; a connection attempt
+    that fails keeps its reservation for the next attempt.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._unused: int | None = None
+
+    def current(self) -> int:
+        try:
+            text = self.path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise OSError(f"cannot read the MQTT session counter {self.path}: {exc}") from exc
+        if not text.isdigit():
+            # Going forward from a damaged file is safe; going back is not.
+            _log.warning("damaged MQTT session counter, starting from 0 file=%s", self.path)
+            return 0
+        return int(text)
+
+    def reserve(self) -> int:
+        if self._unused is not None:
+            return self._unused
+        value = self.current() + 1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(f"{value}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._unused = value
+        return value
+
+    def used(self) -> None:
+        """The reserved number went out on a connection: the next one is new."""
+        self._unused = None
+
+
+def default_presence(state: str, session: int) -> bytes:
+    return json.dumps({"state": state, "session": session}).encode()
+
+
+MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
+ConnectedHandler = Callable[[int], Coroutine[Any, Any, None]]
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        state_topic: str,
+        subscriptions: Sequence[str] = (),
+        on_message: MessageHandler | None = None,
+        on_connected: ConnectedHandler | None = None,
+        presence: Callable[[str, int], bytes] = default_presence,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.state_topic = state_topic
+        self.subscriptions = tuple(subscriptions)
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._presence = presence
+        self._rng = rng or random.Random()
+        self.sessions = SessionCounter(config.state_dir / "mqtt-session")
+        self.session = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float | None = None) -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._stopping.clear()
+            self._runner = asyncio.create_task(self._run(), name="mqtt-link")
+
+    async def stop(self) -> None:
+        """Publish ``offline`` (when connected), disconnect cleanly, stop reconnecting."""
+        self._stopping.set()
+        client = self._client
+        if client is not None and self._connected.is_set():
+            try:
+                await client.publish(
+                    self.state_topic,
+                    self._presence("offline", self.session),
+                    qos=1,
+                    retain=True,
+                    timeout=PUBLISH_TIMEOUT_S,
+                )
+            except aiomqtt.MqttError as exc:
+                _log.warning("could not publish offline at stop: %s", exc)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            # A cancellation that lands while aiomqtt is connecting can be swallowed (it
+            # waits with asyncio.wait_for, which on Python 3.11 may drop one), and the
+            # runner then carries on connected: cancel until it is really gone.
+            while not runner.done():
+                runner.cancel()
+                await asyncio.wait({runner}, timeout=STOP_RETRY_S)
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and, for QoS 1, wait for the PUBACK; ``MqttUnavailable`` when down."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise MqttUnavailable(f"not connected to the MQTT broker ({self._why_down()})")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            raise MqttUnavailable(f"publish to {topic} failed: {exc}") from None
+
+    def _why_down(self) -> str:
+        return self.last_error or "not connected yet"
+
+    async def _run(self) -> None:
+        c = self.config
+        backoff = Backoff(c.reconnect_first_s, 2.0, c.reconnect_max_s, 0.2, self._rng)
+        while not self._stopping.is_set():
+            try:
+                await self._connect_once(backoff)
+            except aiomqtt.MqttError as exc:
+                self._note_error(str(exc))
+            except (SecretError, OSError, ssl.SSLError, ValueError) as exc:
+                self._note_error(str(exc))
+            if self._stopping.is_set():
+                return
+            delay = backoff.next_delay()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+
+    async def _connect_once(self, backoff: Backoff) -> None:
+        c = self.config
+        session = self.sessions.reserve()
+        password = c.read_password()
+        redact_value(password)
+        client = aiomqtt.Client(
+            c.host,
+            c.effective_port,
+            identifier=c.effective_client_id,
+            protocol=(
+                aiomqtt.ProtocolVersion.V5
+                if c.protocol is MqttProtocol.V5
+                else aiomqtt.ProtocolVersion.V311
+            ),
+            will=aiomqtt.Will(
+                self.state_topic, self._presence("offline", session), qos=1, retain=True
+            ),
+            keepalive=c.keepalive_s,
+            username=c.username,
+            password=password,
+            tls_params=tls_params(c),
+            tls_insecure=c.tls.insecure if c.tls is not None else None,
+            timeout=CONNECT_TIMEOUT_S,
+        )
+        async with client:
+            self.sessions.used()
+            self.session = session
+            self.connects += 1
+            self.last_error = None
+            backoff.reset()
+            if self._stopping.is_set():
+                # Connected while stopping (see ``stop``): never announce ``online`` then.
+                return
+            await client.publish(
+                self.state_topic,
+                self._presence("online", session),
+                qos=1,
+                retain=True,
+                timeout=PUBLISH_TIMEOUT_S,
+            )
+            for topic_filter in self.subscriptions:
+                await client.subscribe(topic_filter, qos=1)
+            self._client = client
+            self._connected.set()
+            _log.info(
+                "mqtt connected broker=%s:%d client_id=%s session=%d",
+                c.host,
+                c.effective_port,
+                c.effective_client_id,
+                session,
+            )
+            helpers: list[asyncio.Task[None]] = []
+            if self._on_connected is not None:
+                # Replays can take a while: messages must keep flowing meanwhile.
+                helpers.append(asyncio.create_task(self._on_connected(session)))
+            try:
+                async for message in client.messages:
+                    await self._dispatch(message)
+            finally:
+                self._connected.clear()
+                self._client = None
+                for task in helpers:
+                    task.cancel()
+                for task in helpers:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        if self._on_message is None:
+            return
+        try:
+            await self._on_message(message)
+        except Exception:
+            # One bad message must not drop the connection for every other.
+            _log.exception("mqtt message handler failed topic=%s", message.topic)
+
+    def _note_error(self, message: str) -> None:
+        if message != self.last_error:
+            _log.warning(
+                "mqtt broker unreachable, retrying broker=%s:%d error=%r",
+                self.config.host,
+                self.config.effective_port,
+                message,
+            )
+        self.last_error = message
+
+
+def tls_params(c: MqttConfig) -> aiomqtt.TLSParameters | None:
+    if c.tls is None:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=str(c.tls.ca_file) if c.tls.ca_file is not None else None,
+        certfile=str(c.tls.cert_file) if c.tls.cert_file is not None else None,
+        keyfile=str(c.tls.key_file) if c.tls.key_file is not None else None,
+    )
