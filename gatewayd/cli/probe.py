@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from gatewayd.cli.prompt import terminal_prompt
 from gatewayd.cli.terminal import LiveView, PlainView, render_verdict
 from gatewayd.clock import Clock, ScaledClock, SystemClock
 from gatewayd.config.errors import ConfigError
@@ -29,13 +30,8 @@ from gatewayd.config.kit import KitConfig, load_kit_config
 from gatewayd.engine.commissioning import JobRun, run_job
 from gatewayd.engine.dcc import DccInput, ScheduledNotice
 from gatewayd.engine.progress import ProgressSink
-from gatewayd.survey.source import (
-    PromptedSurveys,
-    StoredSurveys,
-    SurveySource,
-    radio_surveyor,
-    terminal_prompt,
-)
+from gatewayd.survey.scan import radio_surveyor
+from gatewayd.survey.source import PromptedSurveys, StoredSurveys, SurveySource
 from gatewayd.survey.store import SurveyStore
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_drivers.serial_link import SerialSettings

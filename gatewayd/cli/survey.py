@@ -24,24 +24,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import load_kit_config
 from gatewayd.config.survey import SurveyConfig
 from gatewayd.engine.outcomes import SurveyJudgement
-from gatewayd.survey.judgement import SurveyDocument, run_survey
+from gatewayd.survey.judgement import SurveyDocument
+from gatewayd.survey.scan import SurveyFailed, survey_on_port
 from gatewayd.survey.store import SurveyStore, position_key
 from gatewayd_drivers.commshub.eui64 import Eui64
-from gatewayd_drivers.serial_link import SerialSettings
-from gatewayd_drivers.znp.client import ZnpClient
-from gatewayd_drivers.znp.errors import ZnpError
 
 _log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
-RADIO_CONNECT_TIMEOUT_S = 5.0
 _BAR_WIDTH = 24
 
 _JUDGEMENT_WORDS = {
@@ -58,36 +54,6 @@ class SurveyArgs:
     at: str | None
     config: Path | None
     as_json: bool
-
-
-class SurveyFailed(Exception):
-    """The radio could not be used; the message says why, for the installer."""
-
-
-async def survey_on_port(
-    port: str,
-    cfg: SurveyConfig,
-    *,
-    hub_eui: Eui64 | None,
-    position: str | None,
-    baudrate: int = 115_200,
-    clock: Clock | None = None,
-) -> SurveyDocument:
-    """Open ``port``, survey, close it. Raises ``SurveyFailed`` with a readable reason."""
-    radio = ZnpClient(port, name="radio", settings=SerialSettings(baudrate=baudrate))
-    await radio.start()
-    try:
-        if not await radio.wait_connected(RADIO_CONNECT_TIMEOUT_S):
-            why = radio.last_link_error or "the port did not open"
-            raise SurveyFailed(f"cannot open the radio's port {port}: {why}")
-        try:
-            return await run_survey(
-                radio, cfg, hub_eui=hub_eui, position=position, clock=clock or SystemClock()
-            )
-        except ZnpError as exc:
-            raise SurveyFailed(f"the radio on {port} could not survey: {exc}") from None
-    finally:
-        await radio.stop()
 
 
 def render_survey(doc: SurveyDocument, out: TextIO, *, color: bool | None = None) -> None:

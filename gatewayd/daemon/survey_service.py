@@ -15,7 +15,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from gatewayd.cli.survey import SurveyFailed, survey_on_port
 from gatewayd.clock import Clock
 from gatewayd.config.kit import KitConfig
 from gatewayd.contract.decode import ErrorCode
@@ -25,6 +24,7 @@ from gatewayd.contract.survey import SurveyMessage
 from gatewayd.contract.topics import Topics
 from gatewayd.daemon.publisher import Publisher
 from gatewayd.survey.judgement import SurveyDocument
+from gatewayd.survey.scan import SurveyFailed, survey_on_port
 from gatewayd.survey.source import StoredSurveys
 from gatewayd.survey.store import SurveyStore
 from gatewayd_drivers.commshub.client import HubClient

@@ -20,7 +20,6 @@ from typing import Any
 
 import aiomqtt
 
-from gatewayd.cli.hub_status import read_snapshot, render_snapshot
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.job import parse_job
 from gatewayd.config.kit import KitConfig, load_kit_config, parse_kit_config
@@ -28,6 +27,7 @@ from gatewayd.config.mqtt import MqttConfig
 from gatewayd.daemon.service import Daemon
 from gatewayd.demo.backoffice import BackOffice, SiteRun
 from gatewayd.demo.broker import EmbeddedBroker, free_loopback_port
+from gatewayd.engine.hub_snapshot import read_snapshot, render_snapshot
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario

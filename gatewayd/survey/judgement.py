@@ -1,7 +1,7 @@
 """The RF survey: what the kit's radio hears where it stands, and how well it hears the hub.
 
-Radio facts -> probe outcome. ``run_survey`` drives the ZNP client through its scans
-(beacon discoveries, then an energy scan); ``judge`` is pure: from the beacons of every
+Radio facts -> probe outcome. ``judge`` is pure (``scan.py`` takes the scans it judges): from
+the beacons of every
 scan, the energy per channel and the hub's EUI-64 it finds the hub's network (its extended
 PAN ID is the hub's EUI-64, compared in one canonical form, most significant byte first),
 and judges the hub good, marginal or not heard at this position against the thresholds of
@@ -23,14 +23,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayd.clock import Clock
 from gatewayd.config.survey import SurveyConfig
 from gatewayd.engine.outcomes import SurveyEvidence, SurveyJudgement
 from gatewayd_drivers.commshub.eui64 import Eui64
-from gatewayd_drivers.znp.client import ZnpClient
 from gatewayd_drivers.znp.commands import Beacon
 
-__all__ = ["NetworkSeen", "SurveyDocument", "evidence_from", "judge", "run_survey"]
+__all__ = ["NetworkSeen", "SurveyDocument", "evidence_from", "judge"]
 
 _DOC = ConfigDict(extra="forbid", frozen=True)
 
@@ -211,35 +209,6 @@ def _channel_list(energy: dict[int, int], scans: Sequence[Sequence[Beacon]]) -> 
     if chans and chans == list(range(chans[0], chans[-1] + 1)):
         return f"{chans[0]}-{chans[-1]}"
     return ", ".join(str(c) for c in chans)
-
-
-async def run_survey(
-    radio: ZnpClient,
-    cfg: SurveyConfig,
-    *,
-    hub_eui: Eui64 | None,
-    position: str | None,
-    clock: Clock,
-) -> SurveyDocument:
-    """Identify the stick, run the beacon scans and the energy scan, and judge.
-
-    Raises ``ZnpError`` (or a subclass) when the stick cannot do its part.
-    """
-    info = await radio.identify()
-    scans: list[list[Beacon]] = []
-    for _ in range(cfg.beacon_scans):
-        scans.append(await radio.network_discovery(cfg.channels, cfg.scan_duration))
-    energy = await radio.energy_scan(cfg.channels, cfg.scan_duration)
-    return judge(
-        scans,
-        energy,
-        hub_eui,
-        cfg,
-        taken_at=clock.wall(),
-        position=position,
-        radio=info.version.label,
-        stick_needed_reset=info.needed_reset,
-    )
 
 
 def evidence_from(doc: SurveyDocument, source: str) -> SurveyEvidence | None:

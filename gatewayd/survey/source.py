@@ -4,27 +4,24 @@ Probe outcomes side of the flow. When a required device has not joined, the comm
 run asks its ``SurveySource`` for a survey at that device. ``StoredSurveys`` answers with the
 latest one kept for that position (from ``gatewayd survey --at`` or an MQTT survey request),
 of the same hub and young enough. ``PromptedSurveys`` first asks the installer, on a
-terminal only, to carry the kit to the device and runs a survey there; a skipped prompt
-falls back to the stored survey.
+terminal only (through the ``ask``/``say`` callbacks the CLI gives it), to carry the kit to
+the device and runs a survey there; a skipped prompt falls back to the stored survey.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TextIO
+from typing import Protocol
 
-from gatewayd.cli.survey import survey_on_port
 from gatewayd.clock import Clock
 from gatewayd.config.job import Device
-from gatewayd.config.survey import RadioConfig, SurveyConfig
+from gatewayd.config.survey import SurveyConfig
 from gatewayd.engine.outcomes import HubFacts, SurveyEvidence
 from gatewayd.survey.judgement import SurveyDocument, evidence_from
 from gatewayd.survey.store import SurveyStore
 
-__all__ = ["PromptedSurveys", "StoredSurveys", "SurveySource", "read_line"]
+__all__ = ["PromptedSurveys", "StoredSurveys", "SurveySource", "Surveyor"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,23 +51,6 @@ class StoredSurveys:
     async def survey_for(self, device: Device, hub: HubFacts | None) -> SurveyEvidence | None:
         doc = self.lookup(device, hub)
         return evidence_from(doc, "stored") if doc is not None else None
-
-
-async def read_line(stream: TextIO) -> str:
-    """One line from a terminal without blocking the event loop (and cancellable)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[str] = loop.create_future()
-    fd = stream.fileno()
-
-    def ready() -> None:
-        if not done.done():
-            done.set_result(stream.readline())
-
-    loop.add_reader(fd, ready)
-    try:
-        return await done
-    finally:
-        loop.remove_reader(fd)
 
 
 Surveyor = Callable[[HubFacts, str], Awaitable[SurveyDocument]]
@@ -116,28 +96,3 @@ class PromptedSurveys:
         if doc.judgement is not None:
             self.say(f"Survey at the {device.type.name}: the hub is {doc.judgement.value}.")
         return evidence_from(doc, "prompt")
-
-
-def terminal_prompt(
-    out: TextIO = sys.stdout, inp: TextIO = sys.stdin
-) -> Callable[[str], Awaitable[str]]:
-    async def ask(text: str) -> str:
-        out.write(text)
-        out.flush()
-        return await read_line(inp)
-
-    return ask
-
-
-def radio_surveyor(radio: RadioConfig, cfg: SurveyConfig, clock: Clock | None = None) -> Surveyor:
-    async def survey(hub: HubFacts, position: str) -> SurveyDocument:
-        return await survey_on_port(
-            radio.port,
-            cfg,
-            hub_eui=hub.eui64,
-            position=position,
-            baudrate=radio.baudrate,
-            clock=clock,
-        )
-
-    return survey

@@ -16,7 +16,8 @@ import pytest
 from gatewayd.clock import SystemClock
 from gatewayd.config.survey import SurveyConfig
 from gatewayd.engine.outcomes import SurveyJudgement
-from gatewayd.survey.judgement import SurveyDocument, run_survey
+from gatewayd.survey.judgement import SurveyDocument
+from gatewayd.survey.scan import run_survey
 from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.znp import commands as c
