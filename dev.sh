@@ -80,6 +80,8 @@ case "${1:-}" in
     "$VENV/bin/ruff" format --check gatewayd drivers hw-fixtures tests bench
     echo "== mypy --strict" >&2
     "$VENV/bin/mypy" --strict gatewayd drivers/gatewayd_drivers
+    echo "== import-linter: the layers hold (pyproject.toml [tool.importlinter])" >&2
+    "$VENV/bin/lint-imports" --no-cache
     echo "== MQTT contract files (docs/schemas, docs/asyncapi.yaml) up to date" >&2
     "$VENV/bin/python" -m gatewayd.contract.schema_export --check
     echo "== pytest" >&2

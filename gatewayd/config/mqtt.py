@@ -11,17 +11,28 @@ import enum
 import os
 import re
 from pathlib import Path
-from typing import Self
+from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gatewayd.config.errors import Loc, RuleViolations, require_pair
-from gatewayd.contract.topics import RESERVED_KIT_IDS
 
-__all__ = ["TOPIC_LEVEL", "MqttConfig", "MqttProtocol", "MqttTls", "SecretError"]
+__all__ = [
+    "RESERVED_KIT_IDS",
+    "TOPIC_LEVEL",
+    "MqttConfig",
+    "MqttProtocol",
+    "MqttTls",
+    "SecretError",
+]
 
 # One MQTT topic level that is safe everywhere: no separators or wildcards.
 TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# Fleet-wide topics live beside the kits' own (``<prefix>/region/...``): a kit with one of
+# these ids would share their topic space. Declared with the kit's own id rather than in the
+# contract, so that reading a kit config pulls in nothing of the MQTT side.
+RESERVED_KIT_IDS: Final = frozenset({"region", "fleet"})
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from gatewayd.config.mqtt import RESERVED_KIT_IDS
+
 __all__ = [
     "DEFAULT_PREFIX",
     "LEVEL_PATTERN",
@@ -37,10 +39,6 @@ DEFAULT_PREFIX: Final = "gatewayd"
 # and log lines, where spaces, '$' and non-ASCII cause their own trouble.
 LEVEL_PATTERN: Final = r"[A-Za-z0-9._-]{1,64}"
 _LEVEL = re.compile(LEVEL_PATTERN)
-
-# Fleet-wide topics live beside the kits' own (``<prefix>/region/...``): a kit with one of
-# these ids would share their topic space.
-RESERVED_KIT_IDS: Final = frozenset({"region", "fleet"})
 
 
 class TopicError(ValueError):
