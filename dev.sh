@@ -51,7 +51,8 @@ setup() {
   local stamp="$VENV/.installed"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    # demo: the embedded broker of ./dev.sh demo; test: the test tools. A kit installs neither.
+    "$VENV/bin/python" -m pip install -q -e '.[demo,test]'
     touch "$stamp"
   fi
 }

@@ -22,6 +22,10 @@ def free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
+class BrokerMissing(RuntimeError):
+    """The embedded broker's library is not installed; the message says how to get it."""
+
+
 class EmbeddedBroker:
     def __init__(self, port: int | None = None) -> None:
         self.host = HOST
@@ -29,8 +33,16 @@ class EmbeddedBroker:
         self._broker: Any = None
 
     async def start(self) -> None:
-        # Imported here: only the demo needs it, and it is slow to import.
-        from amqtt.broker import Broker  # type: ignore[import-untyped]
+        # Imported here: only the demo needs it, it is slow to import, and a kit installed
+        # without the demo extra does not have it.
+        try:
+            from amqtt.broker import Broker  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise BrokerMissing(
+                f"the embedded broker needs amqtt, which is not installed ({exc}): install "
+                "the demo extra (pip install 'gatewayd[demo]'; ./dev.sh demo does), or give "
+                "--config with a kit config whose [mqtt] names a broker"
+            ) from None
 
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -26,7 +26,7 @@ from gatewayd.config.kit import KitConfig, load_kit_config, parse_kit_config
 from gatewayd.config.mqtt import MqttConfig
 from gatewayd.daemon.service import Daemon
 from gatewayd.demo.backoffice import BackOffice, SiteRun
-from gatewayd.demo.broker import EmbeddedBroker, free_loopback_port
+from gatewayd.demo.broker import BrokerMissing, EmbeddedBroker, free_loopback_port
 from gatewayd.engine.hub_snapshot import read_snapshot, render_snapshot
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_sim.commshub.hub import HubSimulator
@@ -220,7 +220,7 @@ async def run_demo(
             finally:
                 daemon.request_stop()
                 await daemon_task
-        except (aiomqtt.MqttError, OSError) as exc:
+        except (aiomqtt.MqttError, OSError, BrokerMissing) as exc:
             print(f"gatewayd demo: {exc}", file=sys.stderr)
             return 1
         finally:
