@@ -58,6 +58,32 @@ async def test_request_response_and_seq_sequence(rig: tuple[ScriptedHub, HubClie
     assert seqs[1] == (seqs[0] + 1) % 256 and seqs[2] == (seqs[1] + 1) % 256
 
 
+async def test_a_seq_is_not_reused_within_3s(rig: tuple[ScriptedHub, HubClient]) -> None:
+    # Spec section 3: the hub keeps answers 3 s for replay, so a SEQ reused sooner would be
+    # answered with a stale reply. 260 quick calls wrap the 8-bit SEQ.
+    hub, client = rig
+    sent: list[tuple[int, float]] = []
+
+    async def answer_all() -> None:
+        while len(sent) < 260:
+            seen = await hub.next_request(timeout=30)
+            sent.append((seen.frame.seq, seen.at))
+            hub.respond(seen.frame)
+
+    responder = asyncio.create_task(answer_all())
+    for _ in range(260):
+        await client.ping()
+    await responder
+    last_use: dict[int, float] = {}
+    reuses = 0
+    for seq, at in sent:
+        if seq in last_use:
+            reuses += 1
+            assert at - last_use[seq] >= 2.95, f"SEQ {seq} reused after {at - last_use[seq]:.2f} s"
+        last_use[seq] = at
+    assert reuses == 4
+
+
 async def test_resend_same_seq_after_1s_and_2s_then_timeout(
     rig: tuple[ScriptedHub, HubClient],
 ) -> None:

@@ -7,7 +7,7 @@ and each of the simulator's faults (dropped answers, duplicate events, BUSY,
 noise and bit flips, slow answers, a boot banner, a pulled cable).
 
 The site's story runs fast (a high scenario speed); the LSP's own timers (1 s
-resend, 500 ms event resend, 2 s replay) always run in real time, so only the
+resend, 500 ms event resend, 3 s replay) always run in real time, so only the
 tests that need a resend take a second or two. Waits are on conditions with
 timeouts, never on fixed sleeps.
 """
@@ -546,15 +546,6 @@ async def test_dropped_response_is_covered_by_a_resend_and_a_replay(make_rig: Ma
     assert rig.log.count(lambda e: isinstance(e, DeviceLogChanged)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "spec boundary: the host's second resend comes 2 s after the first send and the "
-        "simulator keeps an answer for replay only 2 s (REPLAY_S, strict '>' in "
-        "LspDevice._expire_replays), so a request whose answer and first replay are both lost "
-        "is executed a second time"
-    ),
-)
 async def test_second_resend_is_replayed_not_executed_again(make_rig: Maker) -> None:
     rig = await make_rig(QUIET, speed=1)
     client, sim = rig.client, rig.sim

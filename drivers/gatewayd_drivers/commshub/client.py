@@ -51,7 +51,7 @@ class ProtocolTimers:
     busy_retry_s: float = 0.1  # "retry no sooner than 100 ms later, with a new SEQ"
     max_busy: int = 5  # "after 5 BUSY answers in a row the call fails with BUSY"
     max_outstanding: int = 4  # "up to 4 requests outstanding"
-    seq_reuse_s: float = 2.0  # "a SEQ is never reused within 2 s"
+    seq_reuse_s: float = 3.0  # "a SEQ is never reused within 3 s"
     # The hub resends an unACKed event every 500 ms, three times: copies stop
     # 1.5 s after the first. Remember events a little longer than that.
     event_dedupe_s: float = 3.0

@@ -1,6 +1,6 @@
 """The device side of the LSP exchanges (spec sections 2, 3 and 7).
 
-Requests: exactly one RESPONSE each, a 2 s replay cache, copies of a request
+Requests: exactly one RESPONSE each, a 3 s replay cache, copies of a request
 still executing ignored, BUSY past 4 executing. Events: numbered from the hub's
 counter, resent every 500 ms until ACKed, at most 3 times. Every timer here is
 real time. What a command does is left to the ``execute`` callback.
@@ -28,7 +28,7 @@ from gatewayd_sim.commshub.faults import Faults
 
 _log = logging.getLogger(__name__)
 
-REPLAY_S = 2.0
+REPLAY_S = 3.0  # outlasts the host's last resend, 2 s after its first send
 EVENT_RESEND_S = 0.5
 EVENT_MAX_RESENDS = 3
 MAX_EXECUTING = 4
