@@ -59,7 +59,10 @@ class Publisher:
         """The session an event created now belongs to (see the envelope's ``session``)."""
         if self.link.connected or self.link.session:
             return self.link.session
-        return self.link.sessions.current() + 1
+        # Not connected yet in this run: reserve the number on disk now (the first connection
+        # goes out with it), so a run that ends before connecting is never followed by one
+        # that stamps the same session again.
+        return self.link.sessions.reserve()
 
     def stamp(self, topic: str) -> StampFields:
         session = self.session()
