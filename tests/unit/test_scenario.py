@@ -31,6 +31,8 @@ EXPECTED = {
     "cable_pull_han",
     "restart_han",
     "noisy",
+    "silent_han",
+    "silent_wan",
 }
 JOB_DEVICES = {
     Eui64.parse("00-DB-12-34-56-78-90-A1"),
@@ -181,3 +183,10 @@ def test_banner_must_be_ascii_and_at_most_2_kib() -> None:
     assert "hub.banner" in error_of(f'[hub]\nbanner = "{"x" * 2049}"\n')
     banner = parse_scenario('[hub]\nbanner = "one\\ntwo\\n"\n').hub.banner_bytes()
     assert banner == b"one\r\ntwo\r\n"
+
+
+def test_a_silence_starts_at_a_time_or_after_a_command() -> None:
+    silent = load_scenario(SCENARIOS / "silent_han.toml").faults.silent[0]
+    assert silent.after == Cmd.DEVICE_LOG_ADD and silent.count == 3 and silent.at is None
+    assert "exactly one of 'at'" in error_of("[faults]\nsilent = [{ at = 5, after = 'PING' }]\n")
+    assert "exactly one of 'at'" in error_of("[faults]\nsilent = [{ count = 2 }]\n")

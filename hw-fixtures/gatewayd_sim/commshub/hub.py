@@ -100,6 +100,9 @@ class HubSimulator:
         self._boot_at = 0.0
         self.restarts: list[tuple[float, StartReason]] = []  # (loop time, reason)
         self.cable_pulls: list[tuple[float, float]] = []  # (loop time, real seconds out)
+        self.silences: list[tuple[float, float | None]] = []  # (loop time, site seconds or None)
+        self._silent_until: float | None = None  # site time; inf: for the rest of the run
+        self._answered: Counter[int] = Counter()  # requests executed, by CMD
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -116,7 +119,7 @@ class HubSimulator:
         scheduler = self._scheduler = Scheduler(loop)
         clock = self._clock = SiteClock(scheduler, self.speed)
         faults = self._faults = Faults(self.scenario.faults, self.seed)
-        self._lsp = LspDevice(scheduler, self._port.write, self._execute, faults, self._note)
+        self._lsp = LspDevice(scheduler, self._transmit, self._execute, faults, self._note)
         self._wan = WanModel(self.scenario.wan, clock, self._on_wan_change)
         self._reporter = WanReporter(scheduler, self._wan.status, self._send_wan_event)
         self._han = HanModel(
@@ -264,8 +267,25 @@ class HubSimulator:
             except Exception:
                 _log.exception("note callback failed")
 
+    def go_silent(self, for_s: float | None = None) -> None:
+        """Hang: read nothing and send nothing for ``for_s`` site seconds (None: for good)."""
+        self._require_running()
+        now = _need(self._clock).now()
+        self.silences.append((_need(self._scheduler).time(), for_s))
+        self._silent_until = now + for_s if for_s is not None else float("inf")
+        self._note("SILENT " + (f"for {for_s:g} site s" if for_s is not None else "for good"))
+
+    @property
+    def silent(self) -> bool:
+        return self._silent_until is not None and _need(self._clock).now() < self._silent_until
+
+    def _transmit(self, wire: bytes) -> bool:
+        if self.silent:
+            return False
+        return self._port.write(wire)
+
     def _on_data(self, data: bytes) -> None:
-        if self._lsp is not None:
+        if self._lsp is not None and not self.silent:
             self._lsp.feed(data)
 
     def _replug(self) -> None:
@@ -304,6 +324,9 @@ class HubSimulator:
         for item in faults.restart:
             reason = item.start_reason
             clock.call_at(item.at, functools.partial(self.restart, reason))
+        for silence in faults.silent:
+            if silence.at is not None:
+                clock.call_at(silence.at, functools.partial(self.go_silent, silence.for_s))
         if faults.noise is not None:
             _need(self._scheduler).call_later(faults.noise.every_s, self._noise)
 
@@ -319,6 +342,15 @@ class HubSimulator:
     # --- commands -------------------------------------------------------------
 
     def _execute(self, frame: Frame) -> bytes:
+        self._answered[frame.cmd] += 1
+        for silence in self.scenario.faults.silent:
+            if silence.after == frame.cmd and self._answered[frame.cmd] == silence.count:
+                # Deferred so this request's own answer still leaves.
+                silence_now = functools.partial(self.go_silent, silence.for_s)
+                _need(self._scheduler).call_later(0, silence_now)
+        return self._answer(frame)
+
+    def _answer(self, frame: Frame) -> bytes:
         try:
             cmd = Cmd(frame.cmd)
         except ValueError:

@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from gatewayd_drivers.commshub.eui64 import Eui64
@@ -253,6 +261,25 @@ class CablePull(_Section):
     for_s: float = Field(alias="for", gt=0)
 
 
+class SilentAt(_Section):
+    """A firmware hang: the hub reads nothing and sends nothing more, its port still open.
+
+    It starts at site time ``at``, or right after the hub answered the ``count``-th
+    ``after`` request (a point in the host's dialogue, whenever the host gets there).
+    """
+
+    at: float | None = Field(default=None, ge=0)
+    after: CmdField | None = None
+    count: int = Field(default=1, ge=1)
+    for_s: float | None = Field(default=None, alias="for", gt=0)  # None: to the end of the run
+
+    @model_validator(mode="after")
+    def _one_start(self) -> SilentAt:
+        if (self.at is None) == (self.after is None):
+            raise ValueError("give exactly one of 'at' (site seconds) or 'after' (a command)")
+        return self
+
+
 class RestartAt(_Section):
     at: float = Field(ge=0)
     reason: Literal["power_on", "watchdog", "remote"] = "power_on"
@@ -276,6 +303,7 @@ class FaultsSection(_Section):
     slow: list[CmdDelay] = Field(default_factory=list)
     cable_pull: list[CablePull] = Field(default_factory=list)
     restart: list[RestartAt] = Field(default_factory=list)
+    silent: list[SilentAt] = Field(default_factory=list)
 
 
 class Scenario(_Section):
