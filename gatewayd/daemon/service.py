@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import aiomqtt
-
 from gatewayd import __version__
 from gatewayd.clock import Clock, ScaledClock, SystemClock
 from gatewayd.config.errors import ConfigError
@@ -71,7 +69,7 @@ from gatewayd.contract import (
 from gatewayd.daemon.job_journal import JobJournal
 from gatewayd.daemon.metrics import HubReading, KitReading, Metrics
 from gatewayd.daemon.metrics_server import MetricsServer, MetricsServerError
-from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
+from gatewayd.daemon.mqtt_link import InboundMessage, MqttLink, MqttUnavailable
 from gatewayd.daemon.outbox import Outbox, OutboxError
 from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.sd_notify import Notifier
@@ -381,11 +379,8 @@ class Daemon:
 
     # --- messages in ---------------------------------------------------------------------
 
-    async def _on_message(self, message: aiomqtt.Message) -> None:
-        topic = str(message.topic)
-        raw = message.payload if isinstance(message.payload, bytes) else b""
-        if isinstance(message.payload, str):
-            raw = message.payload.encode()
+    async def _on_message(self, message: InboundMessage) -> None:
+        topic, raw = message.topic, message.payload
         where = self.topics.match(topic)
         if isinstance(where, RequestTopic):
             response = self._handle_request(where.command, raw)
