@@ -205,6 +205,14 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             raise MqttUnavailable(f"publish to {topic} failed: {exc}") from None
 
+    async def publish_if_connected(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> None:
+        """Publish at QoS 1 now, or drop it when down: for current values, which every connect
+        publishes again, and for answers, which a requester asks for again."""
+        with contextlib.suppress(MqttUnavailable):
+            await self.publish(topic, payload, qos=1, retain=retain)
+
     def _why_down(self) -> str:
         return self.last_error or "not connected yet"
 
