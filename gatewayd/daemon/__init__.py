@@ -1,2 +1,2 @@
-"""`gatewayd run`, the service: its MQTT link, publisher and outbox, job journal, metrics and
-sd_notify."""
+"""`gatewayd run`, the service: its hubs, jobs, birth, request handling and status, its MQTT
+link, publisher and outbox, job journal, metrics and sd_notify."""

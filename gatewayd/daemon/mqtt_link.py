@@ -8,7 +8,8 @@ connection publishes the retained ``online`` presence carrying that
 connection's session number, with a last will of ``offline`` carrying the same
 number (Sparkplug B's lesson: a late will of an old session is recognisable).
 A clean stop publishes ``offline`` itself. Secrets are read at connect time and
-never logged.
+never logged. Incoming messages leave here as ``InboundMessage``, so aiomqtt stops at
+this module.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
 from gatewayd.logfmt import redact_value
 from gatewayd_drivers.backoff import Backoff
 
-__all__ = ["MqttLink", "MqttUnavailable", "SessionCounter", "default_presence"]
+__all__ = ["InboundMessage", "MqttLink", "MqttUnavailable", "SessionCounter", "default_presence"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +46,28 @@ STOP_RETRY_S = 0.2
 
 class MqttUnavailable(ConnectionError):
     """Not connected to the broker now; the caller keeps the message (the outbox does)."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message the broker delivered on one of the link's subscriptions."""
+
+    topic: str
+    payload: bytes
+    # Kept so that a handler can tell a retained copy from a message sent now.
+    retain: bool
+
+    @classmethod
+    def of(cls, message: aiomqtt.Message) -> InboundMessage:
+        payload: object = message.payload
+        if isinstance(payload, bytes):
+            raw = payload
+        elif isinstance(payload, str):
+            raw = payload.encode()
+        else:
+            # aiomqtt's payload type also admits numbers and None; a broker only sends bytes.
+            raw = b""
+        return cls(topic=str(message.topic), payload=raw, retain=bool(message.retain))
 
 
 class SessionCounter:
@@ -94,7 +118,7 @@ def default_presence(state: str, session: int) -> bytes:
     return json.dumps({"state": state, "session": session}).encode()
 
 
-MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
+MessageHandler = Callable[[InboundMessage], Awaitable[None]]
 ConnectedHandler = Callable[[int], Coroutine[Any, Any, None]]
 
 
@@ -181,6 +205,14 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             raise MqttUnavailable(f"publish to {topic} failed: {exc}") from None
 
+    async def publish_if_connected(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> None:
+        """Publish at QoS 1 now, or drop it when down: for current values, which every connect
+        publishes again, and for answers, which a requester asks for again."""
+        with contextlib.suppress(MqttUnavailable):
+            await self.publish(topic, payload, qos=1, retain=retain)
+
     def _why_down(self) -> str:
         return self.last_error or "not connected yet"
 
@@ -258,7 +290,7 @@ class MqttLink:
                 helpers.append(asyncio.create_task(self._on_connected(session)))
             try:
                 async for message in client.messages:
-                    await self._dispatch(message)
+                    await self._dispatch(InboundMessage.of(message))
             finally:
                 self._connected.clear()
                 self._client = None
@@ -268,7 +300,7 @@ class MqttLink:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
+    async def _dispatch(self, message: InboundMessage) -> None:
         if self._on_message is None:
             return
         try:

@@ -47,5 +47,5 @@ def test_log_calls_end_in_key_value_pairs(path: Path) -> None:
 
 
 def test_the_scan_sees_the_daemon_log_calls() -> None:
-    formats = [f for _, f in log_formats(ROOT / "gatewayd" / "daemon" / "service.py")]
+    formats = [f for _, f in log_formats(ROOT / "gatewayd" / "daemon" / "jobs.py")]
     assert "job started job=%s hub=%s" in formats

@@ -1,0 +1,125 @@
+"""The kit's birth: what it publishes, retained, on every connection and on a rebirth.
+
+Publications side of the flow. On each connection the kit's ``info`` (version, config
+digest, hubs, requests, capabilities) and each hub's availability (online, or offline with
+the reason) go out retained, stamped with the connection's session; availability again
+whenever a hub's link drops or comes back. A rebirth request repeats all of it, with the
+``online`` state and the results of this run. These are current values, not events: they
+skip the outbox, and a broker that is down gets them at the next connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+
+from gatewayd import __version__
+from gatewayd.clock import Clock
+from gatewayd.contract import (
+    MAX_REQUEST_BYTES,
+    Availability,
+    Command,
+    HubPortDoc,
+    Info,
+    Presence,
+    Topics,
+    state_payload,
+    to_payload,
+)
+from gatewayd.daemon.hubs import HubRuntime, Hubs
+from gatewayd.daemon.mqtt_link import MqttLink
+from gatewayd.engine.result import ResultDocument
+
+__all__ = ["CAPABILITIES", "Birth"]
+
+CAPABILITIES = ["commissioning", "dcc_notices", "durable_outbox"]
+
+
+class Birth:
+    def __init__(
+        self,
+        *,
+        kit_id: str,
+        link: MqttLink,
+        clock: Clock,
+        topics: Topics,
+        hubs: Hubs,
+        digest: Callable[[], str],
+        rf_survey: bool,
+        results: Callable[[], Mapping[str, ResultDocument]],
+    ) -> None:
+        self._kit_id = kit_id
+        self._link = link
+        self._clock = clock
+        self._topics = topics
+        self._hubs = hubs
+        # Read at each birth: a reload (SIGHUP) changes the running config's digest.
+        self._digest = digest
+        self._rf_survey = rf_survey
+        self._results = results
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def publish(self) -> None:
+        """The kit's ``info`` and every hub's availability."""
+        info = Info(
+            kit_id=self._kit_id,
+            session=self._link.session,
+            ts=self._clock.wall(),
+            version=__version__,
+            config_digest=self._digest(),
+            hubs=[
+                HubPortDoc(name=rt.port.name, port=rt.port.port, baudrate=rt.port.baudrate)
+                for rt in self._hubs
+            ],
+            requests=list(Command),
+            capabilities=CAPABILITIES + (["rf_survey"] if self._rf_survey else []),
+            max_request_bytes=MAX_REQUEST_BYTES,
+            dcc_notice_topics=list(self._topics.dcc_notice_filters()),
+        )
+        await self._link.publish_if_connected(self._topics.info, to_payload(info), retain=True)
+        for rt in self._hubs:
+            await self.publish_availability(rt)
+
+    async def publish_availability(self, rt: HubRuntime) -> None:
+        connected = rt.client.connected
+        doc = Availability(
+            hub=rt.name,
+            state=Presence.ONLINE if connected else Presence.OFFLINE,
+            session=self._link.session,
+            ts=self._clock.wall(),
+            reason=rt.down_reason,
+        )
+        await self._link.publish_if_connected(
+            self._topics.hub_availability(rt.name), to_payload(doc), retain=True
+        )
+
+    def publish_soon(self) -> None:
+        """Publish the birth from a task of its own (from code that cannot wait for it)."""
+        self._tasks.append(asyncio.create_task(self.publish()))
+
+    def rebirth_soon(self) -> None:
+        """Publish everything again (``request/rebirth``) from a task of its own."""
+        self._tasks.append(asyncio.create_task(self._rebirth()))
+
+    async def _rebirth(self) -> None:
+        await self._link.publish_if_connected(
+            self._topics.state, state_payload("online", self._link.session), retain=True
+        )
+        await self.publish()
+        for job_id, result in self._results().items():
+            await self._link.publish_if_connected(
+                self._topics.job_result(job_id), to_payload(result), retain=True
+            )
+
+    def cancel(self) -> None:
+        """Stop any birth still being published (the link is going down)."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def stop(self) -> None:
+        self.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()

@@ -1,0 +1,98 @@
+"""The daemon's inbox: requests from back offices answered, DCC notices routed.
+
+Messages in -> the daemon's parts. A message on ``request/<command>`` is parsed and always
+answered on ``response/<command>``, with the refusal and its reason when it is not a valid
+request; a message on a DCC notice topic goes to the running jobs it concerns, and a bad
+one is only logged (notices get no response).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gatewayd.contract import (
+    CancelJobRequest,
+    ErrorCode,
+    ErrorDetail,
+    ErrorResponse,
+    NoticeTopic,
+    RebirthRequest,
+    RebirthResponse,
+    Request,
+    RequestTopic,
+    Response,
+    StartJobRequest,
+    StatusRequest,
+    SurveyRequest,
+    Topics,
+    parse_dcc_notice,
+    parse_request,
+    to_payload,
+)
+from gatewayd.daemon.birth import Birth
+from gatewayd.daemon.jobs import JobRunner
+from gatewayd.daemon.mqtt_link import InboundMessage, MqttLink
+from gatewayd.daemon.status import KitStatus
+from gatewayd.daemon.survey_service import SurveyService
+
+__all__ = ["RequestHandler"]
+
+_log = logging.getLogger(__name__)
+
+
+class RequestHandler:
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        link: MqttLink,
+        jobs: JobRunner,
+        surveys: SurveyService,
+        status: KitStatus,
+        birth: Birth,
+    ) -> None:
+        self._topics = topics
+        self._link = link
+        self._jobs = jobs
+        self._surveys = surveys
+        self._status = status
+        self._birth = birth
+
+    async def on_message(self, message: InboundMessage) -> None:
+        where = self._topics.match(message.topic)
+        if isinstance(where, RequestTopic):
+            response = self.answer(where.command, message.payload)
+            await self._link.publish_if_connected(
+                self._topics.response(where.command), to_payload(response)
+            )
+        elif isinstance(where, NoticeTopic):
+            self._route_dcc_notice(message.payload, message.topic)
+
+    def answer(self, command: str, raw: bytes) -> Response:
+        request: Request | ErrorResponse = parse_request(command, raw)
+        if isinstance(request, ErrorResponse):
+            _log.warning("request refused command=%s reason=%r", command, request.error.reason)
+            return request
+        match request:
+            case StartJobRequest():
+                return self._jobs.start(request)
+            case CancelJobRequest():
+                return self._jobs.cancel(request)
+            case StatusRequest():
+                return self._status.response(request)
+            case RebirthRequest():
+                self._birth.rebirth_soon()
+                return RebirthResponse(transaction=request.transaction, session=self._link.session)
+            case SurveyRequest():
+                return self._surveys.handle(request)
+        return ErrorResponse(  # pragma: no cover - parse_request knows the commands
+            transaction=None,
+            error=ErrorDetail.of(ErrorCode.UNKNOWN_COMMAND, f"unknown command {command!r}"),
+        )
+
+    def _route_dcc_notice(self, raw: bytes, topic: str) -> None:
+        notice = parse_dcc_notice(raw)
+        if isinstance(notice, ErrorDetail):
+            _log.warning("DCC notice refused topic=%s reason=%r", topic, notice.reason)
+            return
+        self._jobs.deliver_notice(notice)
