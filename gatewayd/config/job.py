@@ -4,8 +4,10 @@ Flow: the job is an input beside the hub's bytes and events. It tells the probes
 devices to add to the hub's device log, and the verdict which devices decide the result
 and which policy applies; its ``job_id`` names the job in every publication.
 
-A job arrives as a TOML file (``load_job``) or, later, as a JSON document over MQTT
-(``parse_job``); both go through the same model, and every error names its key path.
+A job arrives as a TOML file (``load_job``), or as the same document in JSON inside an MQTT
+``start_job`` request, whose model embeds ``Job``; ``parse_job`` validates one already parsed
+(the daemon's job journal, ``check-config``). All go through the same model, and every error
+names its key path.
 
 Rules beyond single keys (each reported at the key it is about):
 
@@ -390,7 +392,7 @@ class Job(BaseModel):
 
 
 def parse_job(data: Mapping[str, Any], source: str = "<job>") -> Job:
-    """Validate a job given as a mapping (parsed TOML, or JSON from MQTT).
+    """Validate a job given as a mapping (parsed TOML or JSON).
 
     Raises ``ConfigError`` listing every problem as ``SOURCE: key.path: reason``.
     """

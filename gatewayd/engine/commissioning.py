@@ -31,11 +31,11 @@ from gatewayd.engine.outcomes import (
     HubFacts,
     RunFacts,
     WanOutcome,
-    enum_label,
 )
 from gatewayd.engine.probes.han import HanProbe
 from gatewayd.engine.probes.wan import WanProbe
 from gatewayd.engine.progress import Kind, ProgressSink, Reporter, Stage
+from gatewayd.engine.published import enum_label, enum_value
 from gatewayd.engine.result import ResultDocument, build_result
 from gatewayd.engine.verdict import Verdict, decide
 from gatewayd.survey.source import SurveySource
@@ -219,13 +219,13 @@ async def run_job(
     )
     verdict = decide(facts)
     result = build_result(facts, verdict, started_at=started_at, finished_at=clock.wall())
+    code = enum_value(verdict.abort_code)
     report(
         Stage.VERDICT,
         Kind.VERDICT,
-        f"Verdict: {verdict.outcome.value}"
-        + (f" ({verdict.abort.code.value})" if verdict.abort is not None else ""),
+        f"Verdict: {verdict.outcome.value}" + (f" ({code})" if code is not None else ""),
         outcome=verdict.outcome.value,
-        abort=verdict.abort.code.value if verdict.abort is not None else None,
+        abort=code,
     )
     return JobRun(facts, verdict, result)
 
@@ -291,14 +291,15 @@ async def _race(
 
 def _report_meter_type(report: Reporter, mt: MeterTypeResult) -> None:
     if mt.note is not None:
+        published = mt.published()
         report(
             Stage.METER_TYPE,
             Kind.NOTE,
             f"Meter type: {mt.note}",
             mismatch=mt.mismatch,
-            supply=mt.supply.value if mt.supply is not None else None,
-            job_supply=mt.job_supply.value if mt.job_supply is not None else None,
-            source=mt.source.value if mt.source is not None else None,
+            supply=published["supply"],
+            job_supply=published["job_supply"],
+            source=published["source"],
         )
     if not mt.applicable:
         report(Stage.METER_TYPE, Kind.STAGE, "Gas only: no electricity meter type to check")

@@ -1,9 +1,10 @@
 """DCC notices: the DCC Service Centre's word that it cannot reach a job's devices.
 
 An input that can arrive at any point of a job. Before the verdict it wins and
-ends the probes; after the verdict it is logged and changes nothing. The CLI
-feeds it with ``--dcc-notice AFTER_S[,RESUME_ISO8601]``; the MQTT daemon will
-feed it from the back office's topic.
+ends the probes; after the verdict it is logged and changes nothing. ``gatewayd
+probe`` feeds it with ``--dcc-notice AFTER_S[,RESUME_ISO8601]`` (``ScheduledNotice``);
+``gatewayd run`` feeds it the back office's notices from MQTT (the kit's and its
+region's ``dcc/notice`` topics), each to the running jobs it concerns.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gatewayd.config.errors import RuleViolations, read_toml, validate_document
 from gatewayd.config.job import Supply
+from gatewayd.engine.published import Facts, enum_value
 from gatewayd_drivers.iec62056.readout import DataSet
 
 __all__ = [
@@ -180,6 +181,19 @@ class MeterReadingFacts:
     evidence: tuple[str, ...] = ()
     baudrate: int | None = None
     error: str | None = None
+
+    def published(self) -> Facts:
+        """Its fields as published (the result's ``meter_type.meter``); no registers, no serial."""
+        return {
+            "read": self.read,
+            "supply": enum_value(self.supply),
+            "manufacturer": self.manufacturer,
+            "identification": self.identification,
+            "rule": self.rule,
+            "evidence": list(self.evidence),
+            "baudrate": self.baudrate,
+            "error": self.error,
+        }
 
 
 def _number(text: str) -> float | None:

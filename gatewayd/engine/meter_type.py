@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from gatewayd.config.job import Fuel, Job, Supply
 from gatewayd.engine.meter_arrangement import MeterReadingFacts
+from gatewayd.engine.published import Facts, enum_value
 
 __all__ = [
     "ArrangementSource",
@@ -82,6 +83,22 @@ class MeterTypeResult:
             and self.job_supply is not None
             and self.job_supply != self.supply
         )
+
+    def published(self) -> Facts:
+        """Its fields as published (the result's ``meter_type``, the abort's evidence)."""
+        return {
+            "applicable": self.applicable,
+            "available": self.available,
+            "supply": enum_value(self.supply),
+            "source": enum_value(self.source),
+            "ct": self.is_ct,
+            "needed_variant": enum_value(self.needed_variant),
+            "van_variants": [v.value for v in self.van_variants],
+            "job_supply": enum_value(self.job_supply),
+            "mismatch": self.mismatch,
+            "note": self.note,
+            "meter": self.meter.published() if self.meter is not None else None,
+        }
 
 
 def check_meter_type(

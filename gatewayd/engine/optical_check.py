@@ -21,6 +21,7 @@ from gatewayd.engine.meter_arrangement import (
     load_rules,
 )
 from gatewayd.engine.progress import Kind, Reporter, Stage
+from gatewayd.engine.published import enum_value
 from gatewayd_drivers.iec62056.errors import OpticalError
 from gatewayd_drivers.iec62056.reader import MeterReading, ReaderTimings, ReadOptions, read_meter
 
@@ -84,13 +85,13 @@ async def read_site_meter(
         except OpticalError as exc:
             return _unread(report, f"{exc.step}: {exc}")
     facts = facts_from_reading(reading, rules)
-    supply = facts.supply.value if facts.supply is not None else "unknown"
+    supply = enum_value(facts.supply) or "unknown"
     report(
         Stage.METER_TYPE,
         Kind.NOTE,
         f"Meter {facts.manufacturer} {facts.identification}: supply {supply}"
         + (f" ({facts.rule})" if facts.rule else ""),
-        meter_supply=facts.supply.value if facts.supply is not None else None,
+        meter_supply=enum_value(facts.supply),
         manufacturer=facts.manufacturer,
         identification=facts.identification,
     )

@@ -1,8 +1,10 @@
 """Probe outcomes: what each stage found, as plain immutable facts for the verdict.
 
 Flow: hub state and events -> **probe outcomes** -> verdict -> publications. The WAN and
-HAN probes (and the engine that runs them) fill these records; the verdict reads them and
-the result builder publishes them. Nothing here does I/O or knows the wire format.
+HAN probes (and the engine that runs them) fill these records; the verdict reads them. Each
+record's ``published()`` is the one place that names its fields as they are published and
+writes them (enums as names, EUI-64s as text): the verdict's evidence picks from it and the
+result document is validated from it. Nothing here does I/O.
 
 Conventions: times in seconds are *site* seconds since the stage started (the probe's
 ``Clock``); ``None`` means "never happened" or "not known", never zero.
@@ -17,6 +19,7 @@ from datetime import datetime
 
 from gatewayd.config.job import Device, Job
 from gatewayd.engine.meter_type import MeterTypeResult
+from gatewayd.engine.published import Facts, enum_label, enum_value
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.messages import (
     Band,
@@ -42,7 +45,7 @@ __all__ = [
     "SurveyEvidence",
     "SurveyJudgement",
     "WanOutcome",
-    "enum_label",
+    "enum_label",  # kept here for the parts outside the engine that import it from here
 ]
 
 
@@ -60,6 +63,9 @@ class RssiSample:
 
     t_s: float
     dbm: int
+
+    def published(self) -> Facts:
+        return {"t_s": self.t_s, "dbm": self.dbm}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,22 @@ class WanOutcome:
     def __post_init__(self) -> None:
         if self.established and self.time_to_connected_s is None:
             raise ValueError("an established WAN needs time_to_connected_s")
+
+    def published(self) -> Facts:
+        return {
+            "established": self.established,
+            "final_state": enum_label(self.final_state),
+            "deadline_s": self.deadline_s,
+            "attempts": self.attempts,
+            "polls": self.polls,
+            "reconnects": self.reconnects,
+            "time_to_registered_s": self.time_to_registered_s,
+            "time_to_connected_s": self.time_to_connected_s,
+            "rssi_trail": [s.published() for s in self.rssi_trail],
+            "stuck_in_fault": self.stuck_in_fault,
+            "dropped_after_connect": self.dropped_after_connect,
+            "error": self.error,
+        }
 
 
 # --- HAN -----------------------------------------------------------------------
@@ -138,6 +160,21 @@ class SurveyEvidence:
     def __post_init__(self) -> None:
         _require_aware(self.taken_at, "taken_at")
 
+    def published(self) -> Facts:
+        return {
+            "position": self.position,
+            "taken_at": self.taken_at,
+            "judgement": self.judgement.value,
+            "reasons": list(self.reasons),
+            "source": self.source,
+            "hub_channel": self.hub_channel,
+            "hub_lqi": self.hub_lqi,
+            "hub_rssi_dbm_estimate": self.hub_rssi_dbm_estimate,
+            "hub_channel_energy": self.hub_channel_energy,
+            "scans": self.scans,
+            "scans_heard": self.scans_heard,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceOutcome:
@@ -171,6 +208,36 @@ class DeviceOutcome:
             probed=False,
             joined=False,
         )
+
+    def published(self) -> Facts:
+        """Its fields as published; ``required`` is the device's own word (see the result)."""
+        return {
+            "eui64": str(self.eui64),
+            "type": self.type.name,
+            "required": self.required,
+            "probed": self.probed,
+            "joined": self.joined,
+            "attempts": self.attempts,
+            "seconds_to_join": self.seconds_to_join,
+            "band": _band_label(self.band),
+            "rssi": self.rssi_dbm,
+            "lqi": self.lqi,
+            "last_failure": enum_value(self.last_failure),
+            "survey": enum_value(self.survey),
+            "survey_evidence": (
+                self.survey_evidence.published() if self.survey_evidence is not None else None
+            ),
+        }
+
+
+# Bands publish as their frequencies (``2.4ghz``), not as the hub enum's names (``ghz_2_4``).
+_BAND_LABELS = {0: "2.4ghz", 1: "868mhz"}
+
+
+def _band_label(band: int | None) -> str | None:
+    if band is None:
+        return None
+    return _BAND_LABELS.get(int(band), f"unknown({int(band)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +283,16 @@ class HubFacts:
             firmware=info.firmware,
         )
 
+    def published(self) -> Facts:
+        return {
+            "eui64": str(self.eui64),
+            # enum_label gives None only for None, which a hub's variant never is.
+            "hw_variant": enum_label(self.hw_variant) or "unknown",
+            "wan_variant": enum_label(self.wan_variant),
+            "csp_region": enum_label(self.csp_region),
+            "firmware": self.firmware,
+        }
+
     @property
     def single_band(self) -> bool:
         """Known to be single band (an unlisted variant number is not assumed either way)."""
@@ -238,6 +315,14 @@ class DccNotice:
         _require_aware(self.received_at, "received_at")
         _require_aware(self.not_before, "not_before")
 
+    def published(self) -> Facts:
+        return {
+            "received_at": self.received_at,
+            "not_before": self.not_before,
+            "reference": self.reference,
+            "text": self.text,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
@@ -245,6 +330,9 @@ class Cancelled:
 
     by: str
     reason: str | None = None
+
+    def published(self) -> Facts:
+        return {"by": self.by, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +344,9 @@ class Failed:
 
     reason: str
     stage: str | None = None
+
+    def published(self) -> Facts:
+        return {"reason": self.reason, "stage": self.stage}
 
 
 Ending = Cancelled | Failed
@@ -278,13 +369,3 @@ class RunFacts:
     hub: HubFacts | None = None
     dcc_notice: DccNotice | None = None
     ending: Ending | None = None
-
-
-def enum_label(value: enum.IntEnum | int | None) -> str | None:
-    """A published name for a hub enum: ``connected``, ``single_band``; ``unknown(7)`` for a
-    number the spec does not list; None for None."""
-    if value is None:
-        return None
-    if isinstance(value, enum.IntEnum):
-        return value.name.lower()
-    return f"unknown({value})"

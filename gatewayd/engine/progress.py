@@ -1,8 +1,9 @@
-"""Progress of a job as it runs: one small record per step, for the terminal and (later) MQTT.
+"""Progress of a job as it runs: one small record per step, for people and the back office.
 
-Probes and the engine report through a ``Reporter``; whoever shows or publishes
-progress subscribes a sink. Reporting never blocks and a failing sink never
-stops a job.
+Probes and the engine report through a ``Reporter``; whoever shows or publishes progress
+subscribes a sink: ``gatewayd probe`` draws it on the terminal, and ``gatewayd run``
+publishes each record as a job event on MQTT (``jobs/<job_id>/events``). Every record is
+also logged. Reporting never blocks and a failing sink never stops a job.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ its verdict into a ``ResultDocument``; ``gatewayd probe --json`` prints it and t
 outbox publishes it, both as ``doc.model_dump(mode="json")``. The model is also the contract
 for readers: validate a received payload with ``ResultDocument.model_validate``.
 
+Each part is validated from its record's ``published()``, the one mapping of field names and
+forms that the verdict's evidence also picks from; the models here only type and describe it,
+and refuse a field the record publishes but the contract does not name.
+
 Publishing conventions: hub enums appear as lower-case names (``connected``, ``single_band``;
 ``unknown(N)`` for a number the spec does not list), device types as their upper-case names
 (``GSME``), times as ISO 8601 with an offset, durations in site seconds. Install codes,
@@ -20,19 +24,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from gatewayd import __version__
 from gatewayd.config.job import Policy
-from gatewayd.engine.meter_arrangement import MeterReadingFacts
 from gatewayd.engine.next_actions import Action, NextAction
-from gatewayd.engine.outcomes import (
-    Cancelled,
-    DeviceOutcome,
-    Failed,
-    HanOutcome,
-    HubFacts,
-    RunFacts,
-    SurveyEvidence,
-    WanOutcome,
-    enum_label,
-)
+from gatewayd.engine.outcomes import Cancelled, DeviceOutcome, Failed, HanOutcome, RunFacts
 from gatewayd.engine.verdict import AbortCode, Outcome, Stage, Verdict
 
 __all__ = [
@@ -273,29 +266,18 @@ def build_result(
             else None
         ),
         next_actions=[_action_doc(a) for a in verdict.next_actions],
-        meter_type=_meter_type_doc(facts),
-        wan=_wan_doc(facts.wan) if facts.wan is not None else None,
+        meter_type=MeterTypeDoc.model_validate(facts.meter_type.published()),
+        wan=WanDoc.model_validate(facts.wan.published()) if facts.wan is not None else None,
         han=_han_doc(facts),
-        hub=_hub_doc(facts.hub) if facts.hub is not None else None,
-        dcc_notice=(
-            DccNoticeDoc(
-                received_at=notice.received_at,
-                not_before=notice.not_before,
-                reference=notice.reference,
-                text=notice.text,
-            )
-            if notice is not None
-            else None
-        ),
+        hub=HubDoc.model_validate(facts.hub.published()) if facts.hub is not None else None,
+        dcc_notice=DccNoticeDoc.model_validate(notice.published()) if notice is not None else None,
         cancellation=(
-            CancellationDoc(by=ending.by, reason=ending.reason)
+            CancellationDoc.model_validate(ending.published())
             if isinstance(ending, Cancelled)
             else None
         ),
         failure=(
-            FailureDoc(reason=ending.reason, stage=ending.stage)
-            if isinstance(ending, Failed)
-            else None
+            FailureDoc.model_validate(ending.published()) if isinstance(ending, Failed) else None
         ),
         started_at=started_at,
         finished_at=finished_at,
@@ -307,94 +289,8 @@ def _action_doc(action: NextAction) -> NextActionDoc:
     return NextActionDoc(action=action.action, text=action.text, not_before=action.not_before)
 
 
-def _meter_type_doc(facts: RunFacts) -> MeterTypeDoc:
-    mt = facts.meter_type
-    return MeterTypeDoc(
-        applicable=mt.applicable,
-        available=mt.available,
-        supply=mt.supply.value if mt.supply is not None else None,
-        source=mt.source.value if mt.source is not None else None,
-        ct=mt.is_ct,
-        needed_variant=mt.needed_variant.value if mt.needed_variant is not None else None,
-        van_variants=[v.value for v in mt.van_variants],
-        job_supply=mt.job_supply.value if mt.job_supply is not None else None,
-        mismatch=mt.mismatch,
-        note=mt.note,
-        meter=_meter_reading_doc(mt.meter) if mt.meter is not None else None,
-    )
-
-
-def _meter_reading_doc(m: MeterReadingFacts) -> MeterReadingDoc:
-    return MeterReadingDoc(
-        read=m.read,
-        supply=m.supply.value if m.supply is not None else None,
-        manufacturer=m.manufacturer,
-        identification=m.identification,
-        rule=m.rule,
-        evidence=list(m.evidence),
-        baudrate=m.baudrate,
-        error=m.error,
-    )
-
-
-def _wan_doc(wan: WanOutcome) -> WanDoc:
-    return WanDoc(
-        established=wan.established,
-        final_state=enum_label(wan.final_state),
-        deadline_s=wan.deadline_s,
-        attempts=wan.attempts,
-        polls=wan.polls,
-        reconnects=wan.reconnects,
-        time_to_registered_s=wan.time_to_registered_s,
-        time_to_connected_s=wan.time_to_connected_s,
-        rssi_trail=[RssiPoint(t_s=s.t_s, dbm=s.dbm) for s in wan.rssi_trail],
-        stuck_in_fault=wan.stuck_in_fault,
-        dropped_after_connect=wan.dropped_after_connect,
-        error=wan.error,
-    )
-
-
-_BAND_LABELS = {0: "2.4ghz", 1: "868mhz"}
-
-
-def _band_label(band: int | None) -> str | None:
-    if band is None:
-        return None
-    return _BAND_LABELS.get(int(band), f"unknown({int(band)})")
-
-
 def _device_doc(d: DeviceOutcome, required: bool) -> DeviceDoc:
-    return DeviceDoc(
-        eui64=str(d.eui64),
-        type=d.type.name,
-        required=required,
-        probed=d.probed,
-        joined=d.joined,
-        attempts=d.attempts,
-        seconds_to_join=d.seconds_to_join,
-        band=_band_label(d.band),
-        rssi=d.rssi_dbm,
-        lqi=d.lqi,
-        last_failure=d.last_failure.value if d.last_failure is not None else None,
-        survey=d.survey.value if d.survey is not None else None,
-        survey_evidence=_survey_doc(d.survey_evidence) if d.survey_evidence else None,
-    )
-
-
-def _survey_doc(ev: SurveyEvidence) -> SurveyEvidenceDoc:
-    return SurveyEvidenceDoc(
-        position=ev.position,
-        taken_at=ev.taken_at,
-        judgement=ev.judgement.value,
-        reasons=list(ev.reasons),
-        source=ev.source,
-        hub_channel=ev.hub_channel,
-        hub_lqi=ev.hub_lqi,
-        hub_rssi_dbm_estimate=ev.hub_rssi_dbm_estimate,
-        hub_channel_energy=ev.hub_channel_energy,
-        scans=ev.scans,
-        scans_heard=ev.scans_heard,
-    )
+    return DeviceDoc.model_validate(d.published() | {"required": required})
 
 
 def _han_doc(facts: RunFacts) -> HanDoc:
@@ -407,13 +303,3 @@ def _han_doc(facts: RunFacts) -> HanDoc:
     ]
     docs += [_device_doc(d, d.required) for d in han.devices if facts.job.device(d.eui64) is None]
     return HanDoc(probed=han.probed, devices=docs, error=han.error)
-
-
-def _hub_doc(hub: HubFacts) -> HubDoc:
-    return HubDoc(
-        eui64=str(hub.eui64),
-        hw_variant=enum_label(hub.hw_variant) or "unknown",
-        wan_variant=enum_label(hub.wan_variant),
-        csp_region=enum_label(hub.csp_region),
-        firmware=hub.firmware,
-    )

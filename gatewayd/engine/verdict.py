@@ -37,6 +37,9 @@ When the WAN outcome says the hub ended stuck in FAULT, ``replace_hub`` follows 
 actions in every verdict from 2, 5, 6 and 7 (both policies; the outcome itself is unchanged,
 so Install and Leave stays ``installed_no_wan``): a faulty hub stays faulty for the next visit,
 whatever decided the verdict. Cancelled and failed runs owe nothing, so they do not get it.
+
+Evidence fields are picked from each record's ``published()``, the same mapping the result
+document is built from, so a field reads alike in both.
 """
 
 from __future__ import annotations
@@ -67,11 +70,10 @@ from gatewayd.engine.outcomes import (
     HubFacts,
     JoinFailure,
     RunFacts,
-    SurveyEvidence,
     SurveyJudgement,
     WanOutcome,
-    enum_label,
 )
+from gatewayd.engine.published import as_json, pick
 from gatewayd_drivers.commshub.messages import DeviceType
 
 __all__ = [
@@ -142,6 +144,10 @@ class Verdict:
         if (self.outcome is Outcome.ABORTED) != (self.abort is not None):
             raise ValueError("an abort goes with the aborted outcome, and only with it")
 
+    @property
+    def abort_code(self) -> AbortCode | None:
+        return self.abort.code if self.abort is not None else None
+
 
 class VerdictInputError(ValueError):
     """The facts handed to ``decide`` cannot come from a real run (a caller's bug)."""
@@ -201,15 +207,10 @@ def _meter_type_abort(mt: MeterTypeResult) -> Verdict:
         actions: tuple[NextAction, ...] = (install_amr(ct=True),)
     else:
         actions = (wait_for_variant(mt.needed_variant), install_amr(ct=False))
-    evidence: dict[str, JsonValue] = {
-        "supply": mt.supply.value if mt.supply is not None else None,
-        "source": mt.source.value if mt.source is not None else None,
-        "ct": mt.is_ct,
-        "needed_variant": mt.needed_variant.value if mt.needed_variant is not None else None,
-        "van_variants": [v.value for v in mt.van_variants],
-    }
+    published = mt.published()
+    evidence = pick(published, "supply", "source", "ct", "needed_variant", "van_variants")
     if mt.mismatch and mt.job_supply is not None:
-        evidence["job_supply"] = mt.job_supply.value
+        evidence |= pick(published, "job_supply")
     abort = Abort(AbortCode.SMETS_METER_TYPE_NOT_AVAILABLE, evidence)
     return Verdict(Outcome.ABORTED, abort, actions, Stage.METER_TYPE)
 
@@ -217,9 +218,7 @@ def _meter_type_abort(mt: MeterTypeResult) -> Verdict:
 def _dcc_abort(notice: DccNotice, facts: RunFacts, fault: tuple[NextAction, ...]) -> Verdict:
     evidence: dict[str, JsonValue] = {
         "reason": "dcc_notice",
-        "received_at": notice.received_at.isoformat(),
-        "not_before": notice.not_before.isoformat() if notice.not_before else None,
-        "reference": notice.reference,
+        **pick(notice.published(), "received_at", "not_before", "reference"),
         "wan_established": facts.wan.established if facts.wan is not None else None,
     }
     if isinstance(facts.ending, Cancelled):
@@ -235,12 +234,15 @@ def _wan_evidence(wan: WanOutcome) -> dict[str, JsonValue]:
     return {
         "reason": "no_wan_by_deadline",
         "policy": Policy.ABORT_ON_NO_WAN.value,
-        "final_state": enum_label(wan.final_state),
-        "deadline_s": wan.deadline_s,
-        "attempts": wan.attempts,
-        "reconnects": wan.reconnects,
-        "stuck_in_fault": wan.stuck_in_fault,
-        "error": wan.error,
+        **pick(
+            wan.published(),
+            "final_state",
+            "deadline_s",
+            "attempts",
+            "reconnects",
+            "stuck_in_fault",
+            "error",
+        ),
     }
 
 
@@ -279,33 +281,12 @@ def _dual_band_why(d: DeviceOutcome) -> dict[str, JsonValue]:
     return {"eui64": str(d.eui64), "basis": basis, "text": text}
 
 
-def _survey_evidence(ev: SurveyEvidence) -> dict[str, JsonValue]:
-    return {
-        "position": ev.position,
-        "taken_at": ev.taken_at.isoformat(),
-        "judgement": ev.judgement.value,
-        "reasons": list(ev.reasons),
-        "source": ev.source,
-        "hub_channel": ev.hub_channel,
-        "hub_lqi": ev.hub_lqi,
-        "hub_rssi_dbm_estimate": ev.hub_rssi_dbm_estimate,
-        "hub_channel_energy": ev.hub_channel_energy,
-        "scans": ev.scans,
-        "scans_heard": ev.scans_heard,
-    }
-
-
 def _device_evidence(d: DeviceOutcome) -> dict[str, JsonValue]:
-    out: dict[str, JsonValue] = {
-        "eui64": str(d.eui64),
-        "type": d.type.name,
-        "probed": d.probed,
-        "attempts": d.attempts,
-        "last_failure": d.last_failure.value if d.last_failure is not None else None,
-        "survey": d.survey.value if d.survey is not None else None,
-    }
+    published = d.published()
+    out = pick(published, "eui64", "type", "probed", "attempts", "last_failure", "survey")
+    # Without a survey the key is left out rather than null, as the evidence has always been.
     if d.survey_evidence is not None:
-        out["survey_evidence"] = _survey_evidence(d.survey_evidence)
+        out |= pick(published, "survey_evidence")
     return out
 
 
@@ -313,5 +294,5 @@ def _han_evidence(failing: list[DeviceOutcome], hub: HubFacts | None) -> dict[st
     devices: list[JsonValue] = [_device_evidence(d) for d in failing]
     return {
         "failing_devices": devices,
-        "hub_hw_variant": enum_label(hub.hw_variant) if hub is not None else None,
+        "hub_hw_variant": as_json(hub.published()["hw_variant"]) if hub is not None else None,
     }

@@ -14,9 +14,10 @@ import asyncio
 
 from gatewayd.clock import Clock
 from gatewayd.config.kit import StageTiming
-from gatewayd.engine.outcomes import RssiSample, WanOutcome, enum_label
+from gatewayd.engine.outcomes import RssiSample, WanOutcome
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
+from gatewayd.engine.published import enum_label
 from gatewayd.engine.retry import AttemptTimeout, PollSchedule, Wake
 from gatewayd_drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubError
