@@ -12,17 +12,19 @@ may simply be unplugged); ``--strict``, run on the kit itself, makes them errors
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from gatewayd.cli.verb import Subparsers
 from gatewayd.config.errors import ConfigError, Problem, read_toml
 from gatewayd.config.job import parse_job
 from gatewayd.config.kit import KitConfig, parse_kit_config
 
-__all__ = ["check_file", "main_check_config"]
+__all__ = ["check_file", "main_check_config", "register"]
 
 Kind = Literal["auto", "kit", "job"]
 
@@ -122,3 +124,26 @@ def main_check_config(
         else:
             print(f"{path}: valid {what}", file=stream)
     return status
+
+
+def register(subparsers: Subparsers) -> None:
+    check = subparsers.add_parser(
+        "check-config",
+        help="check kit configs and job files: every problem with its file and key",
+        description="Prints every problem as FILE: key.path: reason. Exit 0 when every file "
+        "is valid, 2 when any is not. A file with a top-level job_id is a job file.",
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument(
+        "--kind", choices=["auto", "kit", "job"], default="auto", help="what the files are"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="on the kit itself: missing hub ports, password and certificate files are errors",
+    )
+    check.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return main_check_config(args.files, args.kind, strict=args.strict)

@@ -7,10 +7,12 @@ its recovery can be seen).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
 
+from gatewayd.cli.verb import Subparsers
 from gatewayd.engine.hub_snapshot import (
     describe_event,
     read_snapshot,
@@ -66,3 +68,19 @@ def main_status(port: str, as_json: bool, watch: bool) -> int:
         return asyncio.run(run_hub_status(port, as_json=as_json, watch=watch))
     except KeyboardInterrupt:
         return 0
+
+
+def register(subparsers: Subparsers) -> None:
+    hub = subparsers.add_parser("hub", help="talk to a Comms Hub by hand")
+    hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND")
+    status = hub_sub.add_parser("status", help="show the hub's info, WAN, HAN and device log")
+    status.add_argument("--port", required=True, help="the hub's serial port (device path)")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.add_argument(
+        "--watch", action="store_true", help="then print hub events and link changes live"
+    )
+    status.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return main_status(args.port, args.json, args.watch)

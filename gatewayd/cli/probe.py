@@ -10,6 +10,7 @@ internal error.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from gatewayd.cli.prompt import terminal_prompt
 from gatewayd.cli.terminal import LiveView, PlainView, render_verdict
+from gatewayd.cli.verb import Subparsers
 from gatewayd.clock import Clock, ScaledClock, SystemClock
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.job import Job, load_job
@@ -200,3 +202,46 @@ def main_probe(args: ProbeArgs) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+def register(subparsers: Subparsers) -> None:
+    probe = subparsers.add_parser(
+        "probe",
+        help="run one commissioning job against a hub and print the verdict",
+        description="Checks the meter type, waits for the hub's WAN, joins the devices to the "
+        "HAN, and prints the verdict with next actions. Exit codes: 0 commissioned or "
+        "installed without WAN, 3 aborted, 4 cancelled, 2 invalid job or config, 1 failed.",
+    )
+    probe.add_argument("--config", required=True, type=Path, help="kit config file (TOML)")
+    probe.add_argument("--job", required=True, type=Path, help="job file (TOML)")
+    probe.add_argument("--hub", default=None, help="hub serial port (default: the kit config's)")
+    probe.add_argument(
+        "--json", action="store_true", help="print the result as one JSON document on stdout"
+    )
+    probe.add_argument(
+        "--dcc-notice",
+        metavar="AFTER_S[,RESUME_ISO8601]",
+        default=None,
+        help="inject a DCC Service Centre notice AFTER_S seconds into the job, optionally "
+        "with the time service is expected to resume",
+    )
+    probe.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="simulation only: site seconds per real second (default: the kit config's)",
+    )
+    probe.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return main_probe(
+        ProbeArgs(
+            config=args.config,
+            job=args.job,
+            hub=args.hub,
+            as_json=args.json,
+            dcc_notice=args.dcc_notice,
+            time_scale=args.time_scale,
+        )
+    )

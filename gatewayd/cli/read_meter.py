@@ -8,6 +8,7 @@ document, the reading or ``{"error": ...}``; messages go to stderr. Exit codes: 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from gatewayd.cli.verb import Subparsers
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import load_kit_config
 from gatewayd.engine.meter_arrangement import ArrangementRules, MeterReadingFacts, load_rules
@@ -24,7 +26,7 @@ from gatewayd_drivers.iec62056.errors import OpticalError
 from gatewayd_drivers.iec62056.reader import MeterReading, ReadOptions, read_meter
 from gatewayd_drivers.iec62056.readout import ObisCode
 
-__all__ = ["ReadMeterArgs", "main_read_meter", "reading_to_json"]
+__all__ = ["ReadMeterArgs", "main_read_meter", "reading_to_json", "register"]
 
 EXIT_OK = 0
 EXIT_UNREAD = 1
@@ -164,3 +166,49 @@ def main_read_meter(args: ReadMeterArgs) -> int:
     else:
         render_reading(doc, sys.stdout)
     return EXIT_OK
+
+
+def register(subparsers: Subparsers) -> None:
+    read_meter = subparsers.add_parser(
+        "read-meter",
+        help="read the existing meter through the optical probe (IEC 62056-21)",
+        description="Reads the meter's identification and registers through the optical "
+        "probe and says which supply arrangement they show. Exit codes: 0 read, 1 the meter "
+        "could not be read, 2 invalid arguments.",
+    )
+    read_meter.add_argument(
+        "--probe", default=None, metavar="PORT", help="the optical probe's serial port"
+    )
+    read_meter.add_argument(
+        "--config", type=Path, default=None, help="kit config whose [optical] table to use"
+    )
+    read_meter.add_argument("--json", action="store_true", help="print one JSON document")
+    read_meter.add_argument(
+        "--wake-up", action="store_true", help="send the battery meters' wake-up first"
+    )
+    read_meter.add_argument(
+        "--no-baud-switch", action="store_true", help="read at 300 baud, never switch"
+    )
+    read_meter.add_argument(
+        "--max-baud", type=int, default=None, help="fastest rate to switch to (default 19200)"
+    )
+    read_meter.add_argument("--address", default=None, help="device address for the sign-on")
+    read_meter.add_argument(
+        "--rules", type=Path, default=None, help="own meter-to-arrangement rules file (TOML)"
+    )
+    read_meter.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return main_read_meter(
+        ReadMeterArgs(
+            probe=args.probe,
+            config=args.config,
+            as_json=args.json,
+            wake_up=args.wake_up,
+            no_baud_switch=args.no_baud_switch,
+            max_baud=args.max_baud,
+            address=args.address,
+            rules=args.rules,
+        )
+    )

@@ -1,21 +1,27 @@
 """`gatewayd sim hub` / `sim meter` / `sim radio`: run a simulator on its own, for trying
 gatewayd by hand. Each finds its file (a path, or the name of a shipped one), then runs
-until Ctrl-C; every failure is one line on stderr and an exit code, never a traceback."""
+until Ctrl-C; every failure is one line on stderr and an exit code, never a traceback.
+
+The only module of the CLI that imports the simulators. It does so inside each device's
+function: every command builds the whole parser, and so imports this module, and neither the
+daemon nor the other verbs should load simulator code that they never run."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from gatewayd_sim.commshub.run import run_standalone
-from gatewayd_sim.commshub.scenario import SCENARIO_DIR, ScenarioError
+from gatewayd.cli.verb import Subparsers
 
 
 def resolve_scenario(name_or_path: Path) -> Path:
     """A path as given, or the name of a shipped scenario (``quick``, ``wan_never``...)."""
+    from gatewayd_sim.commshub.scenario import SCENARIO_DIR
+
     return _resolve(name_or_path, SCENARIO_DIR)
 
 
@@ -65,6 +71,9 @@ def _run(
 
 
 def main_sim_hub(scenario: Path, link: Path, speed: float | None) -> int:
+    from gatewayd_sim.commshub.run import run_standalone
+    from gatewayd_sim.commshub.scenario import SCENARIO_DIR, ScenarioError
+
     path = resolve_scenario(scenario)
     if not path.exists():
         return _no_file("hub", "scenario", scenario, SCENARIO_DIR)
@@ -86,6 +95,7 @@ def main_sim_meter(meter: Path, link: Path) -> int:
 
 def main_sim_radio(scenario: Path, link: Path, position: str | None) -> int:
     """`gatewayd sim radio`: the ZNP survey radio simulator on its own."""
+    from gatewayd_sim.commshub.scenario import ScenarioError
     from gatewayd_sim.znp.run import run_radio_standalone
     from gatewayd_sim.znp.scenario import SCENARIO_DIR as RADIO_DIR
 
@@ -99,3 +109,62 @@ def main_sim_radio(scenario: Path, link: Path, position: str | None) -> int:
         (ScenarioError, "scenario"),
         bad_argument="--position",
     )
+
+
+def register(subparsers: Subparsers) -> None:
+    sim = subparsers.add_parser(
+        "sim", help="run simulated hardware (for trying gatewayd without a kit)"
+    )
+    devices = sim.add_subparsers(dest="sim_command", metavar="DEVICE")
+    hub = devices.add_parser("hub", help="a simulated Comms Hub on a pseudo-terminal")
+    hub.add_argument(
+        "--scenario", required=True, type=Path, help="scenario file (TOML) describing the site"
+    )
+    hub.add_argument(
+        "--link",
+        required=True,
+        type=Path,
+        help="path of the stable link to the port (like /dev/serial/by-id/...)",
+    )
+    hub.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="site seconds per real second (default: the scenario's)",
+    )
+    hub.set_defaults(handler=_handle_hub)
+
+    radio = devices.add_parser("radio", help="a simulated ZNP survey radio on a pseudo-terminal")
+    radio.add_argument(
+        "--scenario", required=True, type=Path, help="radio scenario file (TOML) or shipped name"
+    )
+    radio.add_argument(
+        "--link", required=True, type=Path, help="path of the stable link to the port"
+    )
+    radio.add_argument(
+        "--position", default=None, help="where the kit stands (one of the scenario's positions)"
+    )
+    radio.set_defaults(handler=_handle_radio)
+
+    meter = devices.add_parser(
+        "meter", help="a simulated meter behind an optical port, on a pseudo-terminal"
+    )
+    meter.add_argument(
+        "--meter", required=True, type=Path, help="meter file (TOML) or a shipped meter's name"
+    )
+    meter.add_argument(
+        "--link", required=True, type=Path, help="path of the stable link to the port"
+    )
+    meter.set_defaults(handler=_handle_meter)
+
+
+def _handle_hub(args: argparse.Namespace) -> int:
+    return main_sim_hub(args.scenario, args.link, args.speed)
+
+
+def _handle_radio(args: argparse.Namespace) -> int:
+    return main_sim_radio(args.scenario, args.link, args.position)
+
+
+def _handle_meter(args: argparse.Namespace) -> int:
+    return main_sim_meter(args.meter, args.link)

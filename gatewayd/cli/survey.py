@@ -11,6 +11,7 @@ HAN evidence. Exit codes: 0 survey done (whatever it found), 1 the radio could n
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gatewayd.cli.verb import Subparsers
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import load_kit_config
 from gatewayd.config.survey import SurveyConfig
@@ -154,3 +156,40 @@ def main_survey(args: SurveyArgs) -> int:
     else:
         render_survey(doc, sys.stdout, color=None if sys.stdout.isatty() else False)
     return EXIT_OK
+
+
+def register(subparsers: Subparsers) -> None:
+    survey = subparsers.add_parser(
+        "survey",
+        help="RF survey through the kit's Zigbee radio: channel energy, networks, the hub's signal",
+        description="Scans for Zigbee networks and measures the energy on channels 11-26 "
+        "through the kit's ZNP radio, finds the hub's network by its EUI-64 and judges how well "
+        "it is heard here. Exit codes: 0 survey done, 1 the radio could not be used, 2 invalid "
+        "arguments or config.",
+    )
+    survey.add_argument("--radio", default=None, help="the radio's serial port (device path)")
+    survey.add_argument(
+        "--hub-eui", default=None, help="the hub's EUI-64, e.g. 00-DB-12-34-56-78-90-A0"
+    )
+    survey.add_argument(
+        "--at",
+        default=None,
+        help="where the kit stands: a device's EUI-64 or a label; keeps the survey for jobs",
+    )
+    survey.add_argument(
+        "--config", type=Path, default=None, help="kit config (thresholds, [radio], store)"
+    )
+    survey.add_argument("--json", action="store_true", help="print one JSON document")
+    survey.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return main_survey(
+        SurveyArgs(
+            radio=args.radio,
+            hub_eui=args.hub_eui,
+            at=args.at,
+            config=args.config,
+            as_json=args.json,
+        )
+    )

@@ -1,0 +1,144 @@
+"""The CLI's verbs register themselves: every verb module is listed, gives each of its
+subcommands a handler, shows up in `gatewayd --help`, and answers its own ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import gatewayd.cli
+from gatewayd.cli import check_config
+from gatewayd.cli import main as cli_main
+from gatewayd.cli.verb import Verb
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subparsers one level below ``parser``, by name, in the order they were added."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def _paths(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command path below ``parser`` (``("hub",)``, ``("hub", "status")``...)."""
+    for name, sub in _subcommands(parser).items():
+        yield (*prefix, name), sub
+        yield from _paths(sub, (*prefix, name))
+
+
+def _registered(verb: Verb) -> argparse.ArgumentParser:
+    """A bare parser with only ``verb`` registered on it."""
+    parser = argparse.ArgumentParser(prog="gatewayd")
+    verb.register(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    return parser
+
+
+ALL_PATHS = [path for path, _ in _paths(cli_main.build_parser())]
+
+
+def test_every_module_with_a_register_is_a_listed_verb() -> None:
+    """A new verb module that main.py forgot to list would never be reachable."""
+    with_register = set()
+    for info in pkgutil.iter_modules(gatewayd.cli.__path__):
+        module = importlib.import_module(f"gatewayd.cli.{info.name}")
+        if callable(getattr(module, "register", None)):
+            with_register.add(module.__name__)
+    listed = [getattr(verb, "__name__", "") for verb in cli_main.VERBS]
+    assert len(listed) == len(set(listed))
+    assert with_register == set(listed)
+
+
+@pytest.mark.parametrize("verb", cli_main.VERBS, ids=lambda v: getattr(v, "__name__", "?"))
+def test_every_verb_gives_each_of_its_commands_a_handler(verb: Verb) -> None:
+    paths = list(_paths(_registered(verb)))
+    assert paths, "register() added no subcommand"
+    leaves = [(path, sub) for path, sub in paths if not _subcommands(sub)]
+    assert leaves
+    for path, sub in leaves:
+        assert callable(sub.get_default("handler")), f"{' '.join(path)} has no handler"
+    # A group (`hub`, `sim`) has none of its own: without its subcommand the top help is shown.
+    for path, sub in paths:
+        if _subcommands(sub):
+            assert sub.get_default("handler") is None, f"{' '.join(path)} is a group"
+
+
+def test_help_lists_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli_main.main(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    commands = shown.split("COMMAND\n", 1)[1].split("\noptions:", 1)[0]
+    # An entry starts four spaces in; its wrapped help lines start further in.
+    listed = re.findall(r"^ {4}(\S+)", commands, flags=re.MULTILINE)
+    expected = [name for verb in cli_main.VERBS for name in _subcommands(_registered(verb))]
+    assert listed == expected
+    assert {"hub", "sim", "survey", "probe", "run", "check-config", "read-meter", "demo"} <= set(
+        listed
+    )
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=" ".join)
+def test_every_command_answers_its_own_help(
+    path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli_main.main([*path, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"usage: gatewayd {' '.join(path)} [-h]")
+    assert out.err == ""
+
+
+@pytest.mark.parametrize("argv", [[], ["hub"], ["sim"]], ids=["nothing", "hub", "sim"])
+def test_no_command_prints_the_top_help_and_exits_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # main() routes the root logger to stderr; the test process keeps its own logging.
+    monkeypatch.setattr(cli_main, "configure_logging", lambda *a, **k: None)
+    assert cli_main.main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == cli_main.build_parser().format_help()
+
+
+def test_main_calls_the_chosen_verb_with_the_parsed_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def main_check_config(paths: list[Path], kind: str, *, strict: bool) -> int:
+        seen.append((paths, kind, strict))
+        return 7
+
+    monkeypatch.setattr(cli_main, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(check_config, "main_check_config", main_check_config)
+    assert cli_main.main(["check-config", "--kind", "job", "--strict", "a.toml", "b.toml"]) == 7
+    assert seen == [([Path("a.toml"), Path("b.toml")], "job", True)]
+
+
+def test_building_the_parser_loads_neither_the_simulators_nor_the_daemon() -> None:
+    """Every command builds the whole parser, `gatewayd run` on a kit included: the sim, run
+    and demo verbs import what they run only when they run."""
+    code = (
+        "import sys\n"
+        "from gatewayd.cli.main import build_parser\n"
+        "build_parser()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'gatewayd_sim', 'amqtt'}\n"
+        "    or m.startswith(('gatewayd.daemon', 'gatewayd.demo'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
