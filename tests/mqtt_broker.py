@@ -39,7 +39,10 @@ class BrokerTls:
 
 
 class Broker:
-    def __init__(self, workdir: Path, *, tls: BrokerTls | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, tls: BrokerTls | None = None, persistent: bool = False
+    ) -> None:
+        """``persistent``: retained messages survive a ``stop`` and ``start`` (saved on stop)."""
         exe = find_mosquitto()
         if exe is None:
             raise RuntimeError("mosquitto is not installed (./dev.sh test installs it)")
@@ -52,7 +55,8 @@ class Broker:
         self._proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "mosquitto.conf"
         lines = [
-            "persistence false",
+            "persistence true" if persistent else "persistence false",
+            f"persistence_location {workdir}/",
             f"log_dest file {workdir / 'mosquitto.log'}",
             "log_type all",
             f"listener {self.port} {LOOPBACK}",

@@ -91,6 +91,7 @@ from .topics import (
     RequestTopic,
     TopicError,
     Topics,
+    is_safe_level,
     validate_level,
     validate_prefix,
 )
@@ -163,6 +164,7 @@ __all__ = [
     "decode_object",
     "hub_event_body",
     "hub_event_message",
+    "is_safe_level",
     "job_event_message",
     "jsonable",
     "new_event_id",

@@ -175,6 +175,11 @@ CHANNELS: Final[tuple[Channel, ...]] = (
         "The kit's answer to a request, echoing its transaction.",
     ),
     Channel(
+        "request_errors", "{kit_id}/request_errors", PUB, 1, False, _p(ErrorResponse),
+        "The answer to a request whose command is not one safe topic level (a space, '+', "
+        "'#' or more than 64 characters), so it has no response/{command} topic of its own.",
+    ),
+    Channel(
         "survey", "{kit_id}/survey", PUB, 1, True, _p(SurveyMessage),
         "The latest RF survey the kit's radio took at a request/survey (or why it failed): "
         "channel energy, networks heard, the hub's signal and the judgement.",

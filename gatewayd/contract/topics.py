@@ -76,6 +76,11 @@ def validate_level(value: object, what: str) -> str:
     return value
 
 
+def is_safe_level(value: str) -> bool:
+    """Whether ``value`` may be one MQTT topic level (see ``validate_level``)."""
+    return _LEVEL.fullmatch(value) is not None
+
+
 def validate_prefix(prefix: str) -> str:
     """A prefix is one or more safe levels joined by '/' (no leading, trailing or empty level)."""
     if not isinstance(prefix, str) or not prefix:
@@ -148,6 +153,12 @@ class Topics:
 
     def response(self, command: str) -> str:
         return f"{self.base}/response/{validate_level(command, 'command')}"
+
+    @property
+    def request_errors(self) -> str:
+        """Where a request on ``request/<command>`` is answered when ``<command>`` is no safe
+        topic level, so it has no ``response/<command>`` of its own."""
+        return f"{self.base}/request_errors"
 
     # --- what the kit listens on ------------------------------------------------------
 

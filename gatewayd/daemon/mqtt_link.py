@@ -307,7 +307,7 @@ class MqttLink:
             await self._on_message(message)
         except Exception:
             # One bad message must not drop the connection for every other.
-            _log.exception("mqtt message handler failed topic=%s", message.topic)
+            _log.exception("mqtt message handler failed topic=%r", message.topic)
 
     def _note_error(self, message: str) -> None:
         if message != self.last_error:

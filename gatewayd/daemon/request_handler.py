@@ -2,8 +2,13 @@
 
 Messages in -> the daemon's parts. A message on ``request/<command>`` is parsed and always
 answered on ``response/<command>``, with the refusal and its reason when it is not a valid
-request; a message on a DCC notice topic goes to the running jobs it concerns, and a bad
-one is only logged (notices get no response).
+request (on ``request_errors`` when ``<command>`` is no safe topic level); a message on a
+DCC notice topic goes to the running jobs it concerns, and a bad one is only logged
+(notices get no response).
+
+Only live messages act (domain rule): a retained message, which the broker replays on
+every (re)subscription, is ignored and logged, and an empty payload, which only clears a
+retained topic, is ignored quietly.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from gatewayd.contract import (
     ErrorCode,
     ErrorDetail,
     ErrorResponse,
-    NoticeTopic,
     RebirthRequest,
     RebirthResponse,
     Request,
@@ -25,6 +29,7 @@ from gatewayd.contract import (
     StatusRequest,
     SurveyRequest,
     Topics,
+    is_safe_level,
     parse_dcc_notice,
     parse_request,
     to_payload,
@@ -60,18 +65,34 @@ class RequestHandler:
 
     async def on_message(self, message: InboundMessage) -> None:
         where = self._topics.match(message.topic)
+        if where is None:
+            return
+        if not message.payload:
+            _log.debug("empty message ignored topic=%r", message.topic)
+            return
+        if message.retain:
+            _log.warning(
+                "retained message ignored topic=%r (only live messages act: publish requests "
+                "and DCC notices not retained)",
+                message.topic,
+            )
+            return
         if isinstance(where, RequestTopic):
             response = self.answer(where.command, message.payload)
-            await self._link.publish_if_connected(
-                self._topics.response(where.command), to_payload(response)
+            topic = (
+                self._topics.response(where.command)
+                if is_safe_level(where.command)
+                else self._topics.request_errors
             )
-        elif isinstance(where, NoticeTopic):
+            await self._link.publish_if_connected(topic, to_payload(response))
+        else:
             self._route_dcc_notice(message.payload, message.topic)
 
     def answer(self, command: str, raw: bytes) -> Response:
         request: Request | ErrorResponse = parse_request(command, raw)
         if isinstance(request, ErrorResponse):
-            _log.warning("request refused command=%s reason=%r", command, request.error.reason)
+            # %r: a command name is raw input and must not add key=value fields to the line.
+            _log.warning("request refused command=%r reason=%r", command, request.error.reason)
             return request
         match request:
             case StartJobRequest():
@@ -93,6 +114,6 @@ class RequestHandler:
     def _route_dcc_notice(self, raw: bytes, topic: str) -> None:
         notice = parse_dcc_notice(raw)
         if isinstance(notice, ErrorDetail):
-            _log.warning("DCC notice refused topic=%s reason=%r", topic, notice.reason)
+            _log.warning("DCC notice refused topic=%r reason=%r", topic, notice.reason)
             return
         self._jobs.deliver_notice(notice)

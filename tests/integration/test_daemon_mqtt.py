@@ -106,12 +106,24 @@ def job_doc(job_id: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(tmp_path: Path, scenario: str = "quick") -> AsyncIterator[Rig]:
-    broker = Broker(tmp_path / "broker")
+async def make_rig(
+    tmp_path: Path, scenario: str = "quick", *, persistent_broker: bool = False
+) -> AsyncIterator[Rig]:
+    broker = Broker(tmp_path / "broker", persistent=persistent_broker)
     broker.start()
     sim = HubSimulator(load_scenario(shipped_scenario(scenario)), tmp_path / "hub", speed=SPEED)
     await sim.start()
-    kit = parse_kit_config(
+    try:
+        async with daemon_online(rig_kit(tmp_path, broker), broker) as (sub, daemon):
+            yield Rig(broker, sub, daemon, sim)
+    finally:
+        await sim.stop()
+        broker.stop()
+
+
+def rig_kit(tmp_path: Path, broker: Broker) -> KitConfig:
+    """One hub on the pty at ``tmp_path/hub``, the broker, state in ``tmp_path/state``."""
+    return parse_kit_config(
         {
             "time_scale": SPEED,
             "hub": {"name": "hub1", "port": str(tmp_path / "hub")},
@@ -131,12 +143,6 @@ async def make_rig(tmp_path: Path, scenario: str = "quick") -> AsyncIterator[Rig
         },
         source="test kit",
     )
-    try:
-        async with daemon_online(kit, broker) as (sub, daemon):
-            yield Rig(broker, sub, daemon, sim)
-    finally:
-        await sim.stop()
-        broker.stop()
 
 
 @contextlib.asynccontextmanager

@@ -248,6 +248,7 @@ _TOPIC_OF: dict[str, Callable[[Topics], str]] = {
     "aborts": lambda t: t.aborts,
     "request": lambda t: t.request("status"),
     "response": lambda t: t.response("status"),
+    "request_errors": lambda t: t.request_errors,
     "dcc_notice": lambda t: t.dcc_notice,
     "region_dcc_notice": lambda t: t.region_dcc_notice(Region.SOUTH),
     "survey": lambda t: t.survey,
