@@ -65,6 +65,7 @@ class KitReading:
 
     hubs: tuple[HubReading, ...]
     mqtt_connected: bool
+    mqtt_session_takeovers: int
     outbox_depth: int
     outbox_oldest_age_s: float
     outbox_dropped: Mapping[str, int]
@@ -82,6 +83,11 @@ class _LiveCollector(Collector):
         yield from _hub_families(kit.hubs)
         yield _gauge(
             "gatewayd_mqtt_connected", "1 when connected to the MQTT broker", kit.mqtt_connected
+        )
+        yield CounterMetricFamily(
+            "gatewayd_mqtt_session_takeovers",
+            "Connections the broker closed because another client took this kit's client id",
+            value=kit.mqtt_session_takeovers,
         )
         yield _gauge(
             "gatewayd_outbox_messages",

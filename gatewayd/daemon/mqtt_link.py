@@ -8,7 +8,11 @@ connection publishes the retained ``online`` presence carrying that
 connection's session number, with a last will of ``offline`` carrying the same
 number (Sparkplug B's lesson: a late will of an old session is recognisable).
 A clean stop publishes ``offline`` itself. Secrets are read at connect time and
-never logged. Incoming messages leave here as ``InboundMessage``, so aiomqtt stops at
+never logged. A connection the broker accepted and then closed is "lost", not
+"unreachable"; one closed because another client took the same client id over is
+reported as a session takeover (``session_takeover``), and the link then waits its
+longest backoff before connecting again, so two kits sharing an id do not fight
+at full speed. Incoming messages leave here as ``InboundMessage``, so aiomqtt stops at
 this module.
 """
 
@@ -21,6 +25,7 @@ import logging
 import os
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,7 @@ from typing import Any
 import aiomqtt
 
 from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
+from gatewayd.daemon.session_takeover import TakeoverWatch, reason_code_of
 from gatewayd.logfmt import redact_value
 from gatewayd_drivers.backoff import Backoff
 
@@ -144,6 +150,9 @@ class MqttLink:
         self.sessions = SessionCounter(config.state_dir / "mqtt-session")
         self.session = 0
         self.connects = 0
+        self.takeovers = 0
+        self._takeover_watch = TakeoverWatch()
+        self._accepted = False  # the current connection attempt got as far as CONNACK
         self.last_error: str | None = None
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
@@ -220,15 +229,20 @@ class MqttLink:
         c = self.config
         backoff = Backoff(c.reconnect_first_s, 2.0, c.reconnect_max_s, 0.2, self._rng)
         while not self._stopping.is_set():
+            taken_over = False
+            self._accepted = False
             try:
                 await self._connect_once(backoff)
             except aiomqtt.MqttError as exc:
-                self._note_error(str(exc))
+                if self._accepted:
+                    taken_over = self._note_drop(exc)
+                else:
+                    self._note_error(str(exc))
             except (SecretError, OSError, ssl.SSLError, ValueError) as exc:
                 self._note_error(str(exc))
             if self._stopping.is_set():
                 return
-            delay = backoff.next_delay()
+            delay = c.reconnect_max_s if taken_over else backoff.next_delay()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
@@ -258,6 +272,7 @@ class MqttLink:
             timeout=CONNECT_TIMEOUT_S,
         )
         async with client:
+            self._accepted = True
             self.sessions.used()
             self.session = session
             self.connects += 1
@@ -308,6 +323,38 @@ class MqttLink:
         except Exception:
             # One bad message must not drop the connection for every other.
             _log.exception("mqtt message handler failed topic=%r", message.topic)
+
+    def _note_drop(self, exc: aiomqtt.MqttError) -> bool:
+        """An accepted connection ended from the broker's side; True for a session takeover."""
+        c = self.config
+        takeover = self._takeover_watch.dropped(time.monotonic(), reason_code_of(exc))
+        if takeover is None:
+            _log.warning(
+                "mqtt connection lost, reconnecting broker=%s:%d error=%r",
+                c.host,
+                c.effective_port,
+                str(exc),
+            )
+            self.last_error = f"connection lost: {exc}"
+            return False
+        self.takeovers += 1
+        why = (
+            "the broker said so"
+            if takeover.certain
+            else f"the broker closed {takeover.drops_in_window} accepted connections in a minute"
+        )
+        _log.error(
+            "mqtt session taken over: another client connected with this kit's client id; "
+            "two kits share a kit_id or client_id client_id=%r broker=%s:%d evidence=%r",
+            c.effective_client_id,
+            c.host,
+            c.effective_port,
+            why,
+        )
+        self.last_error = (
+            f"session taken over: another client uses client id {c.effective_client_id!r}"
+        )
+        return True
 
     def _note_error(self, message: str) -> None:
         if message != self.last_error:

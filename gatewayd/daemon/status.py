@@ -94,6 +94,7 @@ class KitStatus:
                 for rt in self._hubs
             ),
             mqtt_connected=self._link.connected,
+            mqtt_session_takeovers=self._link.takeovers,
             outbox_depth=self._outbox.depth(),
             outbox_oldest_age_s=self._outbox.oldest_age_s(),
             outbox_dropped={r.value: n for r, n in self._outbox.dropped_total.items()},

@@ -295,3 +295,32 @@ async def test_a_stop_while_connecting_ends_promptly_and_never_leaves_online(
                     break
         except TimeoutError:
             pass  # nothing retained: no link ever got as far as announcing itself
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_second_kit_with_the_same_client_id_is_reported_as_a_takeover(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="gatewayd")
+    first = MqttLink(config(broker, tmp_path / "a", protocol=protocol), state_topic=STATE)
+    second = MqttLink(config(broker, tmp_path / "b", protocol=protocol), state_topic=STATE)
+    first.start()
+    try:
+        assert await first.wait_connected(10)
+        second.start()  # the same kit_id, so the same client id: the broker keeps one
+        async with asyncio.timeout(30):
+            while first.takeovers == 0:
+                await asyncio.sleep(0.02)
+        await second.stop()
+        assert await first.wait_connected(10)  # back once the other kit has gone
+    finally:
+        await second.stop()
+        await first.stop()
+    takeover = [r for r in caplog.records if "session taken over" in r.getMessage()]
+    assert takeover and "client_id='gatewayd-kit-1'" in takeover[0].getMessage()
+    # MQTT 5 brokers may say so (reason 0x8E; mosquitto 2.0 just closes the connection, as
+    # under 3.1.1): either way the log says which evidence it rests on.
+    evidence = ("the broker said so", "accepted connections in a minute")
+    assert all(any(e in r.getMessage() for e in evidence) for r in takeover)
+    # The broker was there all along: never reported as unreachable.
+    assert "broker unreachable" not in caplog.text

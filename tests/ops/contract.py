@@ -24,6 +24,7 @@ METRICS = frozenset(
         "gatewayd_serial_reconnects_total",
         "gatewayd_serial_connected",
         "gatewayd_mqtt_connected",
+        "gatewayd_mqtt_session_takeovers_total",
         "gatewayd_outbox_messages",
         "gatewayd_outbox_oldest_message_age_seconds",
         "gatewayd_outbox_dropped_total",

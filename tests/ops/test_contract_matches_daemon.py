@@ -17,6 +17,7 @@ def _exported() -> set[str]:
         return KitReading(
             hubs=(hub,),
             mqtt_connected=True,
+            mqtt_session_takeovers=0,
             outbox_depth=0,
             outbox_oldest_age_s=0.0,
             outbox_dropped={"count": 0, "bytes": 0, "age": 0},

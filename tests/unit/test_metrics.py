@@ -38,6 +38,7 @@ def reading(**changes: object) -> KitReading:
     base = KitReading(
         hubs=(HubReading("hub-a", stats, -71), HubReading("hub-b", HubClientStats(), None)),
         mqtt_connected=True,
+        mqtt_session_takeovers=0,
         outbox_depth=3,
         outbox_oldest_age_s=12.5,
         outbox_dropped={"count": 0, "bytes": 1, "age": 0},
