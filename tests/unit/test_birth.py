@@ -41,7 +41,7 @@ async def test_a_result_that_arrives_during_a_rebirth_does_not_break_it() -> Non
         clock=SystemClock(),
         topics=Topics("k"),
         hubs=[],  # type: ignore[arg-type]
-        digest=lambda: "d",
+        digest=lambda: "sha256:" + "0" * 64,
         rf_survey=False,
         results=lambda: results,
     )
