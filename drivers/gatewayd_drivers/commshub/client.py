@@ -1,11 +1,12 @@
 """The host side of the LSP: typed hub calls and a stream of hub events (spec section 3).
 
-Frames -> hub state and events. Owns a ``SerialLink`` and a ``FrameDecoder``;
-allocates SEQs, keeps at most four requests outstanding, resends unanswered
-requests with the same SEQ, retries BUSY with a new SEQ, ACKs every event at
-once and hands each event to subscribers exactly once despite the hub's
-resends. Every call ends with a result or a typed error: ``HubTimeout``,
-``HubStatusError`` or ``HubDisconnected``.
+Frames -> hub state and events. A ``FramedClient`` (the port and its
+reopening) with the LSP's ``FrameDecoder`` on it. It allocates SEQs, keeps at
+most four requests outstanding, resends unanswered requests with the same SEQ,
+retries BUSY with a new SEQ, ACKs every event at once and hands each event to
+subscribers exactly once despite the hub's resends. Every call ends with a
+result or a typed error: ``HubTimeout``, ``HubStatusError`` or
+``HubDisconnected``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from gatewayd_drivers.commshub.messages import (
     WanStatus,
     decode_event,
 )
-from gatewayd_drivers.serial_link import LinkDown, LinkState, SerialLink, SerialSettings
+from gatewayd_drivers.framed_client import FramedClient
+from gatewayd_drivers.serial_link import LinkDown, SerialSettings
 
 _log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class _Pending:
     malformed: int = 0
 
 
-class HubClient:
+class HubClient(FramedClient[FrameDecoder]):
     """Talks to one Comms Hub over its Local Service Port."""
 
     def __init__(
@@ -160,56 +162,17 @@ class HubClient:
         settings: SerialSettings | None = None,
         backoff: BackoffSettings | None = None,
     ) -> None:
-        self.name = name or port
+        super().__init__(
+            port, FrameDecoder(self._on_frame), name=name, settings=settings, backoff=backoff
+        )
         self.timers = timers or ProtocolTimers()
         self.stats = HubClientStats()
-        self._decoder = FrameDecoder(self._on_frame)
-        self._link = SerialLink(
-            port,
-            name=self.name,
-            on_data=self._decoder.feed,
-            on_state=self._on_link_state,
-            settings=settings,
-            backoff=backoff,
-        )
         self._pending: dict[int, _Pending] = {}
         self._slots = asyncio.Semaphore(self.timers.max_outstanding)
         self._last_seq = -1
         self._seq_used_at: dict[int, float] = {}
         self._seen_events: dict[tuple[int, int, bytes], float] = {}
         self._subscribers: set[EventSubscription] = set()
-        self._ever_connected = False
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    @property
-    def port(self) -> str:
-        return self._link.path
-
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    @property
-    def last_link_error(self) -> str | None:
-        return self._link.last_error
-
-    async def start(self) -> None:
-        await self._link.start()
-
-    async def wait_connected(self, timeout_s: float | None = None) -> bool:
-        return await self._link.wait_connected(timeout_s)
-
-    async def stop(self) -> None:
-        await self._link.stop()
-        self._fail_pending("client stopped")
-
-    async def __aenter__(self) -> HubClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def events(self, maxsize: int = 1024) -> EventSubscription:
         """Subscribe to hub events and link changes from now on."""
@@ -335,9 +298,6 @@ class HubClient:
             raise HubDisconnected(str(exc)) from None
         self.stats.frames_out += 1
 
-    def _why_down(self) -> str:
-        return self._link.last_error or "port not open yet"
-
     # --- receive path (called from data_received: must never raise) -----------------
 
     def _on_frame(self, frame: Frame) -> None:
@@ -419,18 +379,15 @@ class HubClient:
         for sub in list(self._subscribers):
             sub._put(event)
 
-    def _on_link_state(self, state: LinkState) -> None:
-        if state is LinkState.CONNECTED:
-            self._decoder.reset()
-            reopened = self._ever_connected
-            self._ever_connected = True
-            self._publish(LinkUp(reopened=reopened))
-        else:
-            self._decoder.reset()
-            self._fail_pending(self._link.last_error or "port closed")
-            self._publish(LinkLost(self._link.last_error or "port closed"))
+    # --- the port (FramedClient hooks) ----------------------------------------------
 
-    def _fail_pending(self, reason: str) -> None:
+    def _link_up(self, reopened: bool) -> None:
+        self._publish(LinkUp(reopened=reopened))
+
+    def _link_down(self, reason: str) -> None:
+        self._publish(LinkLost(reason))
+
+    def _fail_waiting(self, reason: str) -> None:
         for seq, pending in list(self._pending.items()):
             if not pending.future.done():
                 pending.future.set_exception(
