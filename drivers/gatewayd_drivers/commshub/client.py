@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
@@ -142,12 +142,44 @@ class EventSubscription:
         self.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The hub answered with a status other than OK (so the answer has no value)."""
+
+    status: int
+
+
 @dataclass
-class _Pending:
+class _Pending(Generic[T]):
+    """One request in flight, whose OK answer ``decode`` turns into a ``T``."""
+
     cmd: int
-    decode: Callable[[bytes], object]
-    future: asyncio.Future[tuple[int, object]]
+    decode: Callable[[bytes], T]
+    future: asyncio.Future[T | _Refused]
     malformed: int = 0
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def answer(self, status: int, body: bytes) -> None:
+        """Settle the request; raises ``PayloadError`` (and settles nothing) on a short body."""
+        self.future.set_result(self.decode(body) if status == Status.OK else _Refused(status))
+
+    def fail(self, exc: Exception) -> None:
+        self.future.set_exception(exc)
+
+
+class _InFlight(Protocol):
+    """A request in flight as the receive path sees it, whatever its answer's type."""
+
+    cmd: int
+    malformed: int
+
+    def done(self) -> bool: ...
+
+    def answer(self, status: int, body: bytes) -> None: ...
+
+    def fail(self, exc: Exception) -> None: ...
 
 
 class HubClient(FramedClient[FrameDecoder]):
@@ -167,7 +199,7 @@ class HubClient(FramedClient[FrameDecoder]):
         )
         self.timers = timers or ProtocolTimers()
         self.stats = HubClientStats()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _InFlight] = {}
         self._slots = asyncio.Semaphore(self.timers.max_outstanding)
         self._last_seq = -1
         self._seq_used_at: dict[int, float] = {}
@@ -230,9 +262,10 @@ class HubClient(FramedClient[FrameDecoder]):
         busy = 0
         while True:
             async with self._slots:
-                status, value = await self._exchange(cmd, payload, decode)
-            if status == Status.OK:
-                return value  # type: ignore[return-value]
+                answer = await self._exchange(cmd, payload, decode)
+            if not isinstance(answer, _Refused):
+                return answer
+            status = answer.status
             if status != Status.BUSY:
                 raise HubStatusError(status, cmd)
             busy += 1
@@ -255,8 +288,8 @@ class HubClient(FramedClient[FrameDecoder]):
         return seq
 
     async def _exchange(
-        self, cmd: Cmd, payload: bytes, decode: Callable[[bytes], object]
-    ) -> tuple[int, object]:
+        self, cmd: Cmd, payload: bytes, decode: Callable[[bytes], T]
+    ) -> T | _Refused:
         if not self.connected:
             raise HubDisconnected(f"hub {self.name} is not connected ({self._why_down()})")
         seq = await self._next_seq()
@@ -309,28 +342,23 @@ class HubClient(FramedClient[FrameDecoder]):
 
     def _on_response(self, frame: Frame) -> None:
         pending = self._pending.get(frame.seq)
-        if pending is None or pending.cmd != frame.cmd or pending.future.done():
+        if pending is None or pending.cmd != frame.cmd or pending.done():
             return
         if not frame.payload:
             pending.malformed += 1
             self.stats.malformed += 1
             _log.warning("response without status cmd=%#06x seq=%d", frame.cmd, frame.seq)
             return
-        status = frame.payload[0]
-        value: object = None
-        if status == Status.OK:
-            try:
-                value = pending.decode(frame.payload[1:])
-            except PayloadError as exc:
-                # Spec: a short payload is a malformed frame of that type; drop it
-                # and let the resend logic run its course.
-                pending.malformed += 1
-                self.stats.malformed += 1
-                _log.warning(
-                    "malformed response cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
-                )
-                return
-        pending.future.set_result((status, value))
+        try:
+            pending.answer(frame.payload[0], frame.payload[1:])
+        except PayloadError as exc:
+            # Spec: a short payload is a malformed frame of that type; drop it
+            # and let the resend logic run its course.
+            pending.malformed += 1
+            self.stats.malformed += 1
+            _log.warning(
+                "malformed response cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
+            )
 
     def _on_event(self, frame: Frame) -> None:
         # ACK first, whatever the event: the hub needs it within 500 ms.
@@ -389,8 +417,8 @@ class HubClient(FramedClient[FrameDecoder]):
 
     def _fail_waiting(self, reason: str) -> None:
         for seq, pending in list(self._pending.items()):
-            if not pending.future.done():
-                pending.future.set_exception(
+            if not pending.done():
+                pending.fail(
                     HubDisconnected(f"hub {self.name} disconnected during request: {reason}")
                 )
             self._pending.pop(seq, None)
