@@ -257,8 +257,8 @@ class ZnpClient(FramedClient[FrameDecoder]):
                 frame = await cbs.get(timeout, "ZDO.NwkDiscoveryCnf")
                 if c.Cmd.ZDO_NWK_DISCOVERY_CNF.matches(frame):
                     status = self._decode(frame, lambda d: c.decode_status(d, "NwkDiscoveryCnf"))
-                    # Z-Stack reports "no beacon" (ZMacNoBeacon, 0xEA) as a status: not an error.
-                    if status not in (c.MtStatus.SUCCESS, 0xEA):
+                    # Hearing no network at all is an answer too, not a failed scan.
+                    if status not in (c.MtStatus.SUCCESS, c.MtStatus.MAC_NO_BEACON):
                         raise ZnpStatusError("the network discovery", status)
                     return beacons
                 try:
@@ -277,7 +277,8 @@ class ZnpClient(FramedClient[FrameDecoder]):
         ) as states:
             rsp = await self.request(c.startup_from_app_req(100))
             state = self._decode(rsp, lambda d: c.decode_status(d, "ZDO.StartupFromApp"))
-            if state > 1:  # 0 restored, 1 new network, 2 not started
+            # NOT_STARTED, or a state this driver does not know, means no network to wait for.
+            if state not in (c.StartupState.RESTORED_NETWORK, c.StartupState.NEW_NETWORK):
                 raise ZnpStatusError("the network start", state)
             await states.get(self.timers.startup_timeout_s, "network start (coordinator state)")
         self._network_started = True
