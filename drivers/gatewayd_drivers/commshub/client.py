@@ -6,7 +6,10 @@ most four requests outstanding, resends unanswered requests with the same SEQ,
 retries BUSY with a new SEQ, ACKs every event at once and hands each event to
 subscribers exactly once despite the hub's resends. Every call ends with a
 result or a typed error: ``HubTimeout``, ``HubStatusError`` or
-``HubDisconnected``.
+``HubDisconnected``. A hub that stops answering (the ``silence`` rule: 10 s
+without a valid frame while a request waits, or three timeouts in a row) is
+announced once to subscribers as ``HubSilent``, and ``silence()`` says so
+until the hub speaks again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from gatewayd_drivers.commshub.messages import (
     WanStatus,
     decode_event,
 )
+from gatewayd_drivers.commshub.silence import Silence, SilenceWatch
 from gatewayd_drivers.framed_client import FramedClient
 from gatewayd_drivers.serial_link import LinkDown, SerialSettings
 
@@ -74,7 +78,14 @@ class LinkLost:
     reason: str
 
 
-ClientEvent = HubEvent | LinkUp | LinkLost
+@dataclass(frozen=True, slots=True)
+class HubSilent:
+    """The hub, its port still open, has stopped answering (see ``silence``)."""
+
+    silence: Silence
+
+
+ClientEvent = HubEvent | LinkUp | LinkLost | HubSilent
 
 
 @dataclass
@@ -97,6 +108,7 @@ class HubClientStats:
     link_errors: int = 0
     connected: bool = False
     dropped_events: int = 0  # a slow subscriber's queue overflowed
+    silences: int = 0  # times the hub went silent (see ``HubSilent``)
     discards: dict[str, int] = field(default_factory=dict)
 
 
@@ -205,6 +217,15 @@ class HubClient(FramedClient[FrameDecoder]):
         self._seq_used_at: dict[int, float] = {}
         self._seen_events: dict[tuple[int, int, bytes], float] = {}
         self._subscribers: set[EventSubscription] = set()
+        self._silence_watch = SilenceWatch()
+        self._silent: Silence | None = None
+        self._quiet_check: asyncio.TimerHandle | None = None
+
+    def silence(self) -> Silence | None:
+        """Why the hub counts as silent now, or None while it answers."""
+        if self._silent is None:
+            self._check_silence()
+        return self._silent
 
     def events(self, maxsize: int = 1024) -> EventSubscription:
         """Subscribe to hub events and link changes from now on."""
@@ -306,6 +327,9 @@ class HubClient(FramedClient[FrameDecoder]):
                     self.stats.resends += 1
                     _log.debug("resend cmd=%s seq=%d attempt=%d", cmd.name, seq, attempt)
                 self._write(wire)
+                if not attempt:
+                    self._silence_watch.request_sent(loop.time())
+                    self._arm_quiet_check()
                 try:
                     # asyncio.timeout rather than wait_for: see SerialLink.wait_connected.
                     async with asyncio.timeout(self.timers.resend_after_s):
@@ -313,6 +337,8 @@ class HubClient(FramedClient[FrameDecoder]):
                 except TimeoutError:
                     continue
             self.stats.timeouts += 1
+            self._silence_watch.timed_out()
+            self._check_silence()
             detail = (
                 f"{pending.malformed} malformed answer(s) discarded" if pending.malformed else ""
             )
@@ -334,6 +360,8 @@ class HubClient(FramedClient[FrameDecoder]):
     # --- receive path (called from data_received: must never raise) -----------------
 
     def _on_frame(self, frame: Frame) -> None:
+        self._silence_watch.frame_received(asyncio.get_running_loop().time())
+        self._silent = None
         if frame.ftype == FrameType.RESPONSE:
             self._on_response(frame)
         elif frame.ftype == FrameType.EVENT:
@@ -351,6 +379,7 @@ class HubClient(FramedClient[FrameDecoder]):
             return
         try:
             pending.answer(frame.payload[0], frame.payload[1:])
+            self._silence_watch.answered()
         except PayloadError as exc:
             # Spec: a short payload is a malformed frame of that type; drop it
             # and let the resend logic run its course.
@@ -403,6 +432,28 @@ class HubClient(FramedClient[FrameDecoder]):
         seen[key] = now
         return False
 
+    # --- silence (driver rule, see commshub/silence.py) ---------------------------------
+
+    def _arm_quiet_check(self) -> None:
+        due = self._silence_watch.quiet_deadline()
+        if self._quiet_check is not None:
+            self._quiet_check.cancel()
+            self._quiet_check = None
+        if due is not None:
+            self._quiet_check = asyncio.get_running_loop().call_at(due, self._check_silence)
+
+    def _check_silence(self) -> None:
+        if self._silent is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        silence = self._silence_watch.check(now, outstanding=bool(self._pending))
+        if silence is None:
+            return
+        self._silent = silence
+        self.stats.silences += 1
+        _log.warning("hub silent hub=%s reason=%r", self.name, silence.reason)
+        self._publish(HubSilent(silence))
+
     def _publish(self, event: ClientEvent) -> None:
         for sub in list(self._subscribers):
             sub._put(event)
@@ -410,6 +461,9 @@ class HubClient(FramedClient[FrameDecoder]):
     # --- the port (FramedClient hooks) ----------------------------------------------
 
     def _link_up(self, reopened: bool) -> None:
+        # A new port: silence is judged afresh (a pulled cable is a lost link, not silence).
+        self._silence_watch = SilenceWatch()
+        self._silent = None
         self._publish(LinkUp(reopened=reopened))
 
     def _link_down(self, reason: str) -> None:
