@@ -17,16 +17,16 @@ than with windows the kit's own timer declared expired.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from gatewayd.clock import Clock
 from gatewayd.config.job import Device
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import DeviceOutcome, HanOutcome, JoinFailure
+from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
-from gatewayd.engine.retry import AttemptTimeout, PollSchedule, Wake
+from gatewayd.engine.retry import AttemptTimeout, Wake
 from gatewayd_drivers.commshub.client import ClientEvent, HubClient, HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubError, HubStatusError
 from gatewayd_drivers.commshub.eui64 import Eui64
@@ -40,16 +40,11 @@ from gatewayd_drivers.commshub.messages import (
     JoinState,
     ThreeLostGsmeSearchesFailed,
 )
-from gatewayd_drivers.commshub.silence import Silence
 
 # A window whose end the hub did not report (its event lost while the cable was
 # out, say) is taken as expired this long after it should have closed.
 _WINDOW_GRACE_FRACTION = 0.1
 _WINDOW_GRACE_MIN_S = 5.0
-
-# Reads of the device log tried at the end before giving up; the driver calls the hub silent
-# long before (three timeouts in a row), so this only bounds a hub that keeps half-answering.
-FINAL_READ_TRIES = 6
 
 
 @dataclass
@@ -71,7 +66,7 @@ class _DeviceState:
         return f"{self.device.type.name} {self.device.eui64}"
 
 
-class HanProbe:
+class HanProbe(Probe):
     def __init__(
         self,
         hub: HubClient,
@@ -80,19 +75,10 @@ class HanProbe:
         devices: list[Device],
         report: Reporter,
     ) -> None:
-        self.hub = hub
-        self.clock = clock
-        self.timing = timing
-        self.report = report
-        self._wake = asyncio.Event()
-        self._schedule = PollSchedule(timing.han, clock, wake=self._wake)
-        self._start = self._schedule.started_at
+        super().__init__(Stage.HAN, hub, clock, timing, timing.han, report)
         self._devices = {d.eui64: _DeviceState(d) for d in devices}
-        self._error: str | None = None
         self._catch_up = False
         self._deadline_reached = False
-        self.link_down = False
-        self.silence: Silence | None = None
 
     def outcome(self) -> HanOutcome:
         return HanOutcome(
@@ -295,14 +281,6 @@ class HanProbe:
                 # Our window is gone without a join or a failure: the hub restarted.
                 self._reopen_after_restart(s)
         return True
-
-    def _heard_silence(self, silence: Silence | None) -> None:
-        if silence is None or self.silence is not None:
-            return
-        self.silence = silence
-        self._error = f"the hub stopped answering: {silence.reason}"
-        self.report(Stage.HAN, Kind.LINK, f"The hub stopped answering ({silence.reason})")
-        self._wake.set()
 
     def _reopen_after_restart(self, s: _DeviceState) -> None:
         if s.done or s.window_opened_at is None:

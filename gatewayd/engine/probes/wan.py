@@ -15,28 +15,22 @@ an outcome the kit's own timer filled in.
 
 from __future__ import annotations
 
-import asyncio
-
 from gatewayd.clock import Clock
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import RssiSample, WanOutcome
+from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
 from gatewayd.engine.published import enum_label
-from gatewayd.engine.retry import AttemptTimeout, PollSchedule, Wake
+from gatewayd.engine.retry import AttemptTimeout, Wake
 from gatewayd_drivers.commshub.client import ClientEvent, HubClient, HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubError
 from gatewayd_drivers.commshub.messages import HubStarted, WanState, WanStateChanged, WanStatus
-from gatewayd_drivers.commshub.silence import Silence
 
 _REGISTERED_OR_BETTER = (WanState.REGISTERED, WanState.CONNECTED)
 
-# Reads tried at the deadline before giving up; the driver calls the hub silent long before
-# (three timeouts in a row), so this only bounds a hub that keeps half-answering.
-FINAL_READ_TRIES = 6
 
-
-class WanProbe:
+class WanProbe(Probe):
     def __init__(
         self,
         hub: HubClient,
@@ -44,13 +38,7 @@ class WanProbe:
         timing: StageTiming,
         report: Reporter,
     ) -> None:
-        self.hub = hub
-        self.clock = clock
-        self.timing = timing
-        self.report = report
-        self._wake = asyncio.Event()
-        self._schedule = PollSchedule(timing.wan, clock, wake=self._wake)
-        self._start = self._schedule.started_at
+        super().__init__(Stage.WAN, hub, clock, timing, timing.wan, report)
         self._state: WanState | int | None = None
         self._attach_attempts = 0
         self._reconnects = 0
@@ -59,9 +47,6 @@ class WanProbe:
         self._dropped = False
         self._trail: list[RssiSample] = []
         self._state_since = self._start
-        self._error: str | None = None
-        self.link_down = False
-        self.silence: Silence | None = None
 
     @property
     def established(self) -> bool:
@@ -136,14 +121,6 @@ class WanProbe:
         self._error = None
         self._observe(status, polled=True)
         return True
-
-    def _heard_silence(self, silence: Silence | None) -> None:
-        if silence is None or self.silence is not None:
-            return
-        self.silence = silence
-        self._error = f"the hub stopped answering: {silence.reason}"
-        self.report(Stage.WAN, Kind.LINK, f"The hub stopped answering ({silence.reason})")
-        self._wake.set()
 
     def _observe(self, status: WanStatus, *, polled: bool) -> None:
         t = self.clock.monotonic() - self._start
