@@ -26,10 +26,11 @@ running commentary, and a gap in their ``seq`` shows what was lost. The age boun
 not space pressure, so it applies to every kind alike. Every drop is counted by reason in
 ``dropped_total``, which is stored in the same transaction as the drop and so survives restarts.
 
-A database file that SQLite reports as corrupt (or not a database) is moved aside to
-``<name>.corrupt-<UTC time>`` together with its ``-wal`` and ``-shm`` files, an ERROR line is
-logged, and a fresh outbox is started: a kit in the field must keep recording new jobs, and the
-old file stays for anyone who wants to dig in it. Any other failure to open (permissions, a
+A database file that SQLite reports as corrupt (or not a database), or an empty one beside a
+non-empty ``-wal`` file (which SQLite would silently open as a new database, dropping the
+log), is moved aside to ``<name>.corrupt-<UTC time>`` together with its ``-wal`` and ``-shm``
+files, an ERROR line is logged, and a fresh outbox is started: a kit in the field must keep
+recording new jobs, and the old file stays for anyone who wants to dig in it. Any other failure to open (permissions, a
 missing directory, a full disk, a schema from a newer gatewayd) raises ``OutboxError`` naming the
 file, never a bare sqlite3 traceback; every later sqlite3 failure is an ``OutboxError`` too.
 
@@ -246,6 +247,10 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         existed = self.path.exists()
+        if existed and _empty_beside_a_log(self.path):
+            # SQLite would take the empty file for a new database and discard the log, and
+            # with it every message queued there, without a word.
+            raise _Corrupt("empty database file beside a non-empty write-ahead log")
         try:
             # isolation_level=None: transactions are our explicit BEGIN/COMMIT, so no statement
             # runs in a transaction Python opened behind our back.
@@ -590,6 +595,19 @@ class Outbox:
                 self._depth,
                 self._bytes,
             )
+
+
+def _empty_beside_a_log(path: Path) -> bool:
+    """The database file is empty while its ``-wal`` file is not: damage, never a fresh file.
+
+    SQLite writes a new database's first page before its first log frame, so an empty file
+    with a log beside it is what a crash of the filesystem (or a full disk) leaves.
+    """
+    try:
+        return path.stat().st_size == 0 and path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        # No log, or a file that cannot be looked at: connecting says what is wrong.
+        return False
 
 
 def _fsync_dir(directory: Path) -> None:
