@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
 from gatewayd.clock import Clock
 from gatewayd.contract import StampFields, to_payload
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
-from gatewayd.daemon.outbox import MessageKind, Outbox, OutboxEntry
+from gatewayd.daemon.outbox import MessageKind, NewMessage, Outbox, OutboxEntry
 
 __all__ = ["Publisher"]
 
@@ -82,9 +82,21 @@ class Publisher:
         message = build(self.stamp(topic))
         return self._queue(topic, to_payload(message), retain=retain, kind=MessageKind.EVENT)
 
-    def emit_result(self, topic: str, document: BaseModel) -> OutboxEntry:
-        """A job's result: retained, and kept ahead of events when space runs short."""
-        return self._queue(topic, to_payload(document), retain=True, kind=MessageKind.RESULT)
+    def emit_result(
+        self,
+        topic: str,
+        document: BaseModel,
+        *,
+        settles: str | None = None,
+        then: Sequence[tuple[str, Callable[[StampFields], BaseModel]]] = (),
+    ) -> None:
+        """A job's result (retained, and kept ahead of events when space runs short) with the
+        events that go with it (``then``: topic and builder, as for ``emit``), queued in one
+        transaction that also marks job ``settles`` settled in the job ledger."""
+        messages = [NewMessage(topic, to_payload(document), retain=True, kind=MessageKind.RESULT)]
+        messages += [NewMessage(t, to_payload(build(self.stamp(t)))) for t, build in then]
+        self.outbox.append_all(messages, settles=settles)
+        self._wake.set()
 
     def _queue(self, topic: str, payload: bytes, *, retain: bool, kind: MessageKind) -> OutboxEntry:
         entry = self.outbox.append(topic, payload, qos=1, retain=retain, kind=kind)

@@ -101,6 +101,7 @@ class Daemon:
             topics=topics,
             publisher=self._publisher,
             journal=JobJournal(mqtt.state_dir / "jobs"),
+            ledger=self._outbox,
             metrics=self._metrics,
             surveys=self._surveys.source,
             on_change=self._reporter.touch,
