@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gatewayd.config.kit import HubPort
 from gatewayd.contract import HubEventMessage, StampFields, Topics, hub_event_message
 from gatewayd.daemon.publisher import Publisher
+from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.engine.outcomes import enum_label
 from gatewayd_drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
 from gatewayd_drivers.commshub.messages import WanStateChanged
@@ -102,10 +104,12 @@ class Hubs:
     def up_count(self) -> int:
         return sum(1 for rt in self._runtimes.values() if rt.client.connected)
 
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn = unsupervised) -> None:
         for rt in self._runtimes.values():
             await rt.client.start()
-            self._tasks.append(asyncio.create_task(self._forward(rt)))
+            self._tasks.append(
+                spawn(Task.HUB_EVENTS, partial(self._forward, rt), name=f"hub_events {rt.name}")
+            )
 
     def stop_forwarding(self) -> None:
         """Stop publishing hub events (the link is going down); the clients stay open."""

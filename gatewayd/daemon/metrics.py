@@ -23,6 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from gatewayd import __version__
+from gatewayd.daemon.supervisor import Task
 from gatewayd.engine.outcomes import RunFacts
 from gatewayd.engine.verdict import AbortCode, Outcome, Verdict
 from gatewayd_drivers.commshub.client import HubClientStats
@@ -189,6 +190,12 @@ class Metrics:
         self.aborts = Counter(
             "gatewayd_aborts", "Jobs aborted, by SMETS abort reason", ["reason"], registry=r
         )
+        self.task_failures = Counter(
+            "gatewayd_task_failures",
+            "Failures of a background task, each followed by a restart after a backoff",
+            ["task"],
+            registry=r,
+        )
         for link in LINKS:
             self.establish_seconds.labels(link)
             for result in ProbeResult.ALL:
@@ -197,6 +204,8 @@ class Metrics:
             self.jobs.labels(outcome.value)
         for code in AbortCode:
             self.aborts.labels(code.value)
+        for task in Task:
+            self.task_failures.labels(task.value)
         ProcessCollector(registry=r)
         if read is not None:
             r.register(_LiveCollector(read))
@@ -227,6 +236,10 @@ class Metrics:
                 self._probe(
                     "han", ProbeResult.INTERRUPTED if stopped else ProbeResult.NOT_ESTABLISHED
                 )
+
+    def count_task_failure(self, task: Task) -> None:
+        """A supervised background task failed (it is restarted)."""
+        self.task_failures.labels(task.value).inc()
 
     def _probe(self, link: str, result: str) -> None:
         self.probe_attempts.labels(link, result).inc()

@@ -35,6 +35,7 @@ import aiomqtt
 
 from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
 from gatewayd.daemon.session_takeover import TakeoverWatch, reason_code_of
+from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.logfmt import redact_value
 from gatewayd_drivers.backoff import Backoff
 
@@ -171,10 +172,10 @@ class MqttLink:
             return False
         return True
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn = unsupervised) -> None:
         if self._runner is None:
             self._stopping.clear()
-            self._runner = asyncio.create_task(self._run(), name="mqtt-link")
+            self._runner = spawn(Task.MQTT_LINK, self._run)
 
     async def stop(self) -> None:
         """Publish ``offline`` (when connected), disconnect cleanly, stop reconnecting."""

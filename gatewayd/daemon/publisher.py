@@ -23,6 +23,7 @@ from gatewayd.clock import Clock
 from gatewayd.contract import StampFields, to_payload
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
 from gatewayd.daemon.outbox import MessageKind, NewMessage, Outbox, OutboxEntry
+from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 
 __all__ = ["Publisher"]
 
@@ -107,9 +108,9 @@ class Publisher:
         """Something may be publishable now (a connection came up)."""
         self._wake.set()
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn = unsupervised) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._pump(), name="outbox-pump")
+            self._task = spawn(Task.OUTBOX_PUMP, self._pump)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

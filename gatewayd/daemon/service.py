@@ -34,6 +34,7 @@ from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.request_handler import RequestHandler
 from gatewayd.daemon.sd_notify import Notifier
 from gatewayd.daemon.status import KitStatus, StatusReporter
+from gatewayd.daemon.supervisor import Supervisor, Task
 from gatewayd.daemon.survey_service import SurveyService
 
 __all__ = ["Daemon", "main_run"]
@@ -81,6 +82,8 @@ class Daemon:
             presence=state_payload,
         )
         self._publisher = Publisher(self._outbox, self._link, clock)
+        self._metrics = Metrics(read=lambda: self._status.reading())
+        self._supervisor = Supervisor(on_failure=self._metrics.count_task_failure)
         self._notifier = notifier or Notifier()
         self._reporter = StatusReporter(self.status_line, self._notifier)
         # The hubs name the job running on them, and the jobs run on the hubs: each part
@@ -93,7 +96,6 @@ class Daemon:
             on_link_change=self._on_hub_link_change,
         )
         self._surveys = SurveyService(kit, clock, topics, self._publisher, self._hubs.client)
-        self._metrics = Metrics(read=lambda: self._status.reading())
         self._jobs = JobRunner(
             kit=lambda: self._kit,
             hubs=self._hubs,
@@ -162,10 +164,11 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.metrics_server is not None:
             await self.metrics_server.start()
-        await self._hubs.start()
+        spawn = self._supervisor.spawn
+        await self._hubs.start(spawn)
         self._jobs.settle_interrupted()
-        self._publisher.start()
-        self._link.start()
+        self._publisher.start(spawn)
+        self._link.start(spawn)
         _log.info(
             "gatewayd running kit_id=%s hubs=%s broker=%s:%d metrics=%s",
             self._mqtt.kit_id,
@@ -177,7 +180,7 @@ class Daemon:
         self._notifier.ready(self.status_line())
         self._notifier.start_watchdog()
         self.serving.set()
-        self._reporter_task = asyncio.create_task(self._reporter.run())
+        self._reporter_task = spawn(Task.STATUS_REPORTER, self._reporter.run)
         await self._stop.wait()
         await self._shutdown()
 
