@@ -277,26 +277,28 @@ class JobRunner:
             )
 
         try:
-            run = await run_job(
-                handle.job,
-                self._kit(),
-                rt.client,
-                clock=self._clock,
-                dcc=handle.dcc,
-                cancel=handle.cancel,
-                cancelled_by=lambda: handle.cancelled_by,
-                sinks=[sink],
-                surveys=self._surveys(),
-            )
-        except Exception as exc:
-            _log.exception("job crashed job=%s", job_id)
-            reason = f"internal error: {exc}"
-            self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
+            try:
+                run = await run_job(
+                    handle.job,
+                    self._kit(),
+                    rt.client,
+                    clock=self._clock,
+                    dcc=handle.dcc,
+                    cancel=handle.cancel,
+                    cancelled_by=lambda: handle.cancelled_by,
+                    sinks=[sink],
+                    surveys=self._surveys(),
+                )
+            except Exception as exc:
+                _log.exception("job crashed job=%s", job_id)
+                reason = f"internal error: {exc}"
+                self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
+                return
+            self._metrics.record_job(run.facts, run.verdict)
+            self._publish_result(run.result, handle.hub)
+        finally:
+            # Whatever became of the result, the hub is free for the next job.
             self._finished(handle)
-            return
-        self._metrics.record_job(run.facts, run.verdict)
-        self._publish_result(run.result, handle.hub)
-        self._finished(handle)
 
     def _finished(self, handle: JobHandle) -> None:
         del self._running[handle.hub]
@@ -316,11 +318,17 @@ class JobRunner:
                     ),
                 )
             )
+        job_id = result.job_id
         self._publisher.emit_result(
-            self._topics.job_result(result.job_id), result, settles=result.job_id, then=notices
+            self._topics.job_result(job_id),
+            result,
+            settles=job_id,
+            then=notices,
+            # While the disk refuses the result, the entry stays: should the kit stop before
+            # it is stored, the next start still owes the job a result.
+            on_settled=lambda: self._journal.end(job_id),
         )
-        self._journal.end(result.job_id)
-        _log.info("job finished job=%s outcome=%s", result.job_id, result.outcome.value)
+        _log.info("job finished job=%s outcome=%s", job_id, result.outcome.value)
 
     def _publish_failed(self, job: Job, hub: str, started_at: datetime, reason: str) -> None:
         facts = RunFacts(

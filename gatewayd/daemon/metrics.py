@@ -30,6 +30,7 @@ from gatewayd_drivers.commshub.client import HubClientStats
 
 __all__ = [
     "DURATION_BUCKETS_S",
+    "MEMORY_DROPS",
     "HubReading",
     "KitReading",
     "Metrics",
@@ -41,6 +42,10 @@ __all__ = [
 DURATION_BUCKETS_S = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 
 LINKS = ("wan", "han")
+
+# The ``reason`` of events dropped from memory while the disk refused writes (the other
+# reasons are the outbox's own bounds).
+MEMORY_DROPS = "memory"
 
 
 class ProbeResult:
@@ -71,6 +76,7 @@ class KitReading:
     outbox_oldest_age_s: float
     outbox_dropped: Mapping[str, int]
     jobs_running: int
+    outbox_memory_messages: int = 0
 
 
 class _LiveCollector(Collector):
@@ -100,12 +106,17 @@ class _LiveCollector(Collector):
             "Age of the oldest queued message (0 when the outbox is empty)",
             kit.outbox_oldest_age_s,
         )
+        yield _gauge(
+            "gatewayd_outbox_memory_messages",
+            "Messages held in memory because the disk refused them (lost if the daemon stops)",
+            kit.outbox_memory_messages,
+        )
         dropped = CounterMetricFamily(
             "gatewayd_outbox_dropped",
             "Queued messages an outbox bound dropped, by the bound",
             labels=["reason"],
         )
-        for reason, n in sorted(kit.outbox_dropped.items()):
+        for reason, n in sorted({MEMORY_DROPS: 0, **kit.outbox_dropped}.items()):
             dropped.add_metric([reason], n)
         yield dropped
         yield _gauge("gatewayd_jobs_running", "Commissioning jobs running now", kit.jobs_running)

@@ -109,7 +109,12 @@ class Daemon:
             on_change=self._reporter.touch,
         )
         self._status = KitStatus(
-            hubs=self._hubs, jobs=self._jobs, link=self._link, outbox=self._outbox, clock=clock
+            hubs=self._hubs,
+            jobs=self._jobs,
+            link=self._link,
+            outbox=self._outbox,
+            publisher=self._publisher,
+            clock=clock,
         )
         self._birth = Birth(
             kit_id=mqtt.kit_id,
@@ -209,7 +214,7 @@ class Daemon:
         self._notifier.stopping("stopping: ending running jobs and flushing the outbox")
         await self._jobs.stop(STOP_JOBS_TIMEOUT_S)
         if not await self._publisher.flush(STOP_FLUSH_TIMEOUT_S):
-            _log.warning("stopping with %d message(s) still queued", self._outbox.depth())
+            _log.warning("stopping with %d message(s) still queued", self._publisher.waiting())
         await self._surveys.stop()
         await self._publisher.stop()
         await self._link.stop()
