@@ -83,11 +83,18 @@ class SessionCounter:
     A number is reserved (written and fsynced) before a connection is tried, so
     a crash right after connecting can never reuse it; a connection attempt
     that fails keeps its reservation for the next attempt.
+
+    A disk that refuses the write (full, failing, out of file descriptors) never
+    stops a connection: the number is then kept in memory only, above the one on
+    disk and above every number this run used, with a warning, and the next
+    reservation writes again. Only a restart before the disk works again can
+    reuse such a number.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._unused: int | None = None
+        self._highest = 0  # the highest number this run reserved
 
     def current(self) -> int:
         try:
@@ -105,16 +112,42 @@ class SessionCounter:
     def reserve(self) -> int:
         if self._unused is not None:
             return self._unused
-        value = self.current() + 1
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{value}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            on_disk = self.current()
+        except OSError as exc:
+            on_disk = 0
+            self._warn(self._highest + 1, exc)
+        value = max(on_disk, self._highest) + 1
+        try:
+            self._write(value)
+        except OSError as exc:
+            self._warn(value, exc)
+        self._highest = value
         self._unused = value
         return value
+
+    def _write(self, value: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(f"{value}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def _warn(self, value: int, exc: OSError) -> None:
+        _log.warning(
+            "MQTT session counter not on disk, using a number kept in memory session=%d "
+            "file=%s error=%r",
+            value,
+            self.path,
+            exc.strerror or str(exc),
+        )
 
     def used(self) -> None:
         """The reserved number went out on a connection: the next one is new."""
