@@ -63,7 +63,7 @@ class JobJournal:
             # A half-written file would hold space on a disk that has none to spare.
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            raise JournalError(f"cannot record the job in {tmp}: {exc.strerror or exc}") from None
+            raise JournalError(f"cannot record the job in {path}: {exc.strerror or exc}") from None
 
     def end(self, job_id: str) -> None:
         """The job's result is in the outbox: nothing is owed any more.
