@@ -147,7 +147,7 @@ class JobRunner:
         try:
             known = job.job_id in self._seen or self._ledger.job(job.job_id) is not None
         except OutboxError as exc:
-            return ErrorResponse.refusing(req, ErrorCode.STORAGE_ERROR, str(exc))
+            return ErrorResponse.refusing(req, ErrorCode.STORAGE_ERROR, f"storage: {exc}")
         if known:
             return ErrorResponse.refusing(
                 req, ErrorCode.JOB_EXISTS, f"job.job_id: {job.job_id} already ran on this kit"

@@ -3,8 +3,8 @@ the metrics.
 
 Lifecycle side of the daemon. ``KitStatus`` reads the hubs, the running jobs, the MQTT link
 and what waits for the broker (in the outbox, or in memory while the disk refuses writes) at
-the moment it is asked; ``StatusReporter`` sends systemd the line when it
-changes, at once after a job or link change and otherwise every few seconds.
+the moment it is asked; ``StatusReporter`` sends systemd the line when it changes, at once
+after a job or link change and otherwise every few seconds.
 """
 
 from __future__ import annotations
