@@ -4,6 +4,7 @@ Hub state and events -> publications. Every event a hub reports is published on 
 hub's events topic whether or not a job runs (naming the job when one does), and the
 little the daemon keeps about each hub (WAN state, last RSSI, why the link is down) is
 noted from those events for the status answer, the availability birth and the metrics.
+Each hub's forwarder is a background task that the daemon's supervisor restarts if it fails.
 """
 
 from __future__ import annotations
