@@ -1,0 +1,52 @@
+"""How big each chaos run is: the long variant the issue asks for, and a short one for CI.
+
+Every run is bounded twice: by its counts here, and by ``budget_s``, after which it stops
+sending jobs and settles whatever is under way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HUBS = 8
+BER = 1e-3  # line noise: each bit, either way, flipped with this probability
+
+
+@dataclass(frozen=True)
+class Plan:
+    variant: str
+    kill_jobs: int  # jobs of the kills run
+    pulls: int  # cable pulls of the pulls run
+    noise_jobs: int
+    disk_jobs_before: int  # jobs on a calm disk before it is filled
+    disk_full_s: float  # how long the disk stays full
+    silences: int  # silences of the silent run
+    silent_jobs: int
+    budget_s: float  # per run: no new job after this
+
+
+LONG = Plan(
+    variant="long",
+    kill_jobs=200,
+    pulls=100,
+    noise_jobs=100,
+    disk_jobs_before=16,
+    disk_full_s=20.0,
+    silences=12,
+    silent_jobs=40,
+    budget_s=600.0,
+)
+
+SHORT = Plan(
+    variant="short",
+    kill_jobs=32,
+    pulls=12,
+    noise_jobs=16,
+    disk_jobs_before=8,
+    disk_full_s=6.0,
+    silences=4,
+    silent_jobs=12,
+    budget_s=100.0,
+)
+
+PLANS = {plan.variant: plan for plan in (LONG, SHORT)}

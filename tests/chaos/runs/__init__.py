@@ -1,0 +1,16 @@
+"""The chaos runs, by name, in the order the suite makes them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tests.chaos.figures import Figures
+from tests.chaos.plan import Plan
+from tests.chaos.runs import kills
+
+Run = Callable[[Path, Plan, int], Awaitable[Figures]]
+
+RUNS: dict[str, Run] = {
+    "kills": kills.run,
+}
