@@ -87,8 +87,11 @@ class Dispatcher:
     async def run_hub(self, slot: Slot, job_ids: Callable[[], str | None]) -> None:
         """Jobs on ``slot`` one after another while ``job_ids`` gives a new id."""
         while True:
-            async with asyncio.timeout(self.start_deadline_s):
-                await slot.ready.wait()
+            try:
+                async with asyncio.timeout(self.start_deadline_s):
+                    await slot.ready.wait()
+            except TimeoutError:
+                break  # the hub was never given back: no more jobs on it
             job_id = job_ids()
             if job_id is None:
                 break
@@ -137,12 +140,15 @@ class Dispatcher:
                 record.accepted = "seen"
 
 
-def numbered(prefix: str, count: int) -> Callable[[], str | None]:
-    """A source of ``count`` job ids ``<prefix>-001`` ..., then None."""
+def numbered(
+    prefix: str, count: int, done: asyncio.Event | None = None
+) -> Callable[[], str | None]:
+    """A source of job ids ``<prefix>-001`` ...: ``count`` at most, none once ``done`` is set."""
     numbers = iter(range(1, count + 1))
 
     def next_id() -> str | None:
         n = next(numbers, None)
-        return None if n is None else f"{prefix}-{n:03d}"
+        stop = n is None or (done is not None and done.is_set())
+        return None if stop else f"{prefix}-{n:03d}"
 
     return next_id

@@ -21,8 +21,10 @@ class Plan:
     disk_jobs_before: int  # jobs on a calm disk before it is filled
     disk_full_s: float  # how long the disk stays full
     silences: int  # silences of the silent run
-    silent_jobs: int
+    silent_jobs: int  # at most: the jobs stop once the silences are made
     budget_s: float  # per run: no new job after this
+    wait_s: float  # the longest one job waits to be taken, or for its result
+    settle_s: float  # the longest the end of a run waits for results still queued
 
 
 LONG = Plan(
@@ -33,8 +35,10 @@ LONG = Plan(
     disk_jobs_before=16,
     disk_full_s=20.0,
     silences=12,
-    silent_jobs=40,
+    silent_jobs=240,
     budget_s=600.0,
+    wait_s=60.0,
+    settle_s=60.0,
 )
 
 SHORT = Plan(
@@ -44,9 +48,11 @@ SHORT = Plan(
     noise_jobs=16,
     disk_jobs_before=8,
     disk_full_s=6.0,
-    silences=4,
-    silent_jobs=12,
+    silences=3,
+    silent_jobs=60,
     budget_s=100.0,
+    wait_s=20.0,
+    settle_s=20.0,
 )
 
 PLANS = {plan.variant: plan for plan in (LONG, SHORT)}

@@ -21,11 +21,11 @@ from tests.chaos.dispatch import Dispatcher, Tracker
 from tests.chaos.figures import Figures, count
 from tests.chaos.hubs import HubBank, MakeHub
 from tests.chaos.kit import Kit
+from tests.chaos.plan import Plan
 from tests.chaos.verdicts import allowed_verdicts, verdict_of
 
 KIT_ID = "kit-chaos"
 ONLINE_TIMEOUT_S = 30.0  # a kit starting on two busy cores, with a full outbox to replay
-SETTLE_TIMEOUT_S = 60.0  # results still queued when the chaos stops
 
 
 @dataclass
@@ -37,6 +37,7 @@ class World:
     kit: Kit
     dispatcher: Dispatcher
     started: float
+    settle_s: float  # how long the end waits for results still queued
 
     @property
     def tracker(self) -> Tracker:
@@ -85,7 +86,7 @@ class World:
             if r.accepted is not None
         ]
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+            async with asyncio.timeout(self.settle_s):
                 await asyncio.gather(*waits)
         for record in self.dispatcher.records:
             record.result_at = self.tracker.view(record.job_id).result_at
@@ -150,8 +151,7 @@ async def world(
     *,
     hubs: int,
     make_hub: MakeHub,
-    start_deadline_s: float,
-    result_timeout_s: float,
+    plan: Plan,
     state_dir: Path | None = None,
 ) -> AsyncIterator[World]:
     """Broker, hubs, back office and kit (online), stopped and killed in ``finally``."""
@@ -175,8 +175,8 @@ async def world(
         office_task = asyncio.create_task(office.run(), name="back office")
         async with asyncio.timeout(ONLINE_TIMEOUT_S):
             await office.connected.wait()
-        dispatcher = Dispatcher(office, Tracker(office), start_deadline_s, result_timeout_s)
-        here = World(workdir, broker, office, bank, kit, dispatcher, loop.time())
+        dispatcher = Dispatcher(office, Tracker(office), plan.wait_s, plan.wait_s)
+        here = World(workdir, broker, office, bank, kit, dispatcher, loop.time(), plan.settle_s)
         await here.start_kit()
         yield here
     finally:

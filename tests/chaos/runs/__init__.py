@@ -7,10 +7,14 @@ from pathlib import Path
 
 from tests.chaos.figures import Figures
 from tests.chaos.plan import Plan
-from tests.chaos.runs import kills
+from tests.chaos.runs import disk_full, kills, noise, pulls, silent
 
 Run = Callable[[Path, Plan, int], Awaitable[Figures]]
 
 RUNS: dict[str, Run] = {
     "kills": kills.run,
+    "pulls": pulls.run,
+    "noise": noise.run,
+    "disk": disk_full.run,
+    "silent": silent.run,
 }

@@ -45,9 +45,7 @@ async def _kill_broker(here: World, rng: random.Random) -> None:
 
 async def run(workdir: Path, plan: Plan, seed: int) -> Figures:
     rng = rng_for("kills", seed)
-    async with world(
-        workdir, hubs=HUBS, make_hub=plain_hub, start_deadline_s=60, result_timeout_s=60
-    ) as here:
+    async with world(workdir, hubs=HUBS, make_hub=plain_hub, plan=plan) as here:
         chaos = [_kill_daemon(here, random.Random(rng.random())), _kill_broker(here, rng)]
         figures = await drive(here, "kills", numbered("K", plan.kill_jobs), chaos, plan.budget_s)
         figures.chaos = {
