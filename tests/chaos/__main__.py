@@ -17,11 +17,9 @@ import tempfile
 from pathlib import Path
 
 from tests.chaos.figures import Figures
-from tests.chaos.plan import PLANS
+from tests.chaos.plan import PLANS, SEED
 from tests.chaos.runs import RUNS
 from tests.chaos.table import chaos_lines, markdown
-
-DEFAULT_SEED = 12
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--variant", choices=sorted(PLANS), default="long")
     parser.add_argument("--run", action="append", choices=list(RUNS), help="default: all")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp dir)")
     return parser.parse_args(argv)
 

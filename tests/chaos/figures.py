@@ -56,7 +56,7 @@ class Figures:
     seconds: float = 0.0
     chaos: dict[str, float] = field(default_factory=dict)  # what was done, for the table
     skipped: str | None = None  # why the run could not be made here
-    problems: list[str] = field(default_factory=list)  # one line per job or event at fault
+    problems: list[str] = field(default_factory=list, repr=False)  # one line per fault
 
     @property
     def holds(self) -> bool:
