@@ -3,8 +3,9 @@
 - **Results**: per started job, the distinct result documents (identical redeliveries of the
   retained result are one); exactly one is right, none is missing, two are a conflict.
 - **Job events lost**: per job topic (and ``aborts``) and session, ``seq`` must run 1..n with
-  no hole; a job that reached a verdict in a running daemon must have its ``verdict`` event,
-  and an aborted job its abort notice.
+  no hole. An event lost before it was numbered leaves no hole, so the ends are checked too:
+  every job must have its first event (stage ``hub``) and, unless a kill settled it, its
+  ``verdict`` event, and an aborted job its abort notice.
 - **Hub events lost**: every event a hub sent and the kit acknowledged on the serial line
   must be published. Events are matched by content per hub (the envelope is the kit's own);
   those acknowledged in the last moment before a SIGKILL may die with the process, and are
@@ -158,6 +159,13 @@ def _job_events(
             continue
         docs = _distinct(by_topic.get(f"{base}/jobs/{record.job_id}/result", []))
         events = _bodies(by_topic.get(f"{base}/jobs/{record.job_id}/events", []))
+        interrupted = any(
+            INTERRUPTED in str((doc.get("failure") or {}).get("reason", "")) for doc in docs
+        )
+        if not interrupted and not any(e.get("stage") == "hub" for e in events):
+            # A loss before an event was numbered leaves no hole: the first one is known.
+            figures.job_events_lost += 1
+            figures.problems.append(f"{record.job_id}: its first event never arrived")
         for doc in docs:
             failure = doc.get("failure") or {}
             if INTERRUPTED in str(failure.get("reason", "")):

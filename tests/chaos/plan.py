@@ -44,16 +44,16 @@ LONG = Plan(
 
 SHORT = Plan(
     variant="short",
-    kill_jobs=32,
-    pulls=12,
+    kill_jobs=24,
+    pulls=10,
     noise_jobs=16,
     disk_jobs_before=8,
-    disk_full_s=6.0,
+    disk_full_s=4.0,
     silences=3,
     silent_jobs=60,
     budget_s=100.0,
-    wait_s=20.0,
-    settle_s=20.0,
+    wait_s=15.0,
+    settle_s=15.0,
 )
 
 PLANS = {plan.variant: plan for plan in (LONG, SHORT)}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from tests.chaos.figures import Figures
 from tests.chaos.plan import Plan
 from tests.chaos.runs import disk_full, kills, noise, pulls, silent
 
-Run = Callable[[Path, Plan, int], Awaitable[Figures]]
+Run = Callable[[Path, Plan, int], Coroutine[Any, Any, Figures]]
 
 RUNS: dict[str, Run] = {
     "kills": kills.run,
