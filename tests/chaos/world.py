@@ -99,7 +99,7 @@ class World:
                 and s.body.get("state") == "offline"
                 and s.body.get("session") == last
             ),
-            ONLINE_TIMEOUT_S,
+            self.settle_s,
         )
 
     def figures(self, name: str) -> Figures:
