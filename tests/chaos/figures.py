@@ -4,8 +4,8 @@
   retained result are one); exactly one is right, none is missing, two are a conflict.
 - **Job events lost**: per job topic (and ``aborts``) and session, ``seq`` must run 1..n with
   no hole. An event lost before it was numbered leaves no hole, so the ends are checked too:
-  every job must have its first event (stage ``hub``) and, unless a kill settled it, its
-  ``verdict`` event, and an aborted job its abort notice.
+  every job must have its first events (stage ``meter_type`` or ``hub``) and, unless a kill
+  settled it, its ``verdict`` event, and an aborted job its abort notice.
 - **Hub events lost**: every event a hub sent and the kit acknowledged on the serial line
   must be published. Events are matched by content per hub (the envelope is the kit's own);
   those acknowledged in the last moment before a SIGKILL may die with the process, and are
@@ -34,6 +34,8 @@ from tests.chaos.verdicts import allowed_verdicts, verdict_of
 # An event the kit acknowledged this shortly before it was SIGKILLed may not be on disk yet.
 KILL_WINDOW_S = 1.0
 INTERRUPTED = "stopped while this job ran"  # the failure reason of a job a kill cut short
+# A job's first events: the meter type check (electricity), else the hub's identity.
+FIRST_STAGES = frozenset({"meter_type", "hub"})
 KIT_OWN_KINDS = frozenset({"link_lost", "link_up"})  # hub events the kit makes itself
 
 
@@ -162,7 +164,7 @@ def _job_events(
         interrupted = any(
             INTERRUPTED in str((doc.get("failure") or {}).get("reason", "")) for doc in docs
         )
-        if not interrupted and not any(e.get("stage") == "hub" for e in events):
+        if not interrupted and not any(e.get("stage") in FIRST_STAGES for e in events):
             # A loss before an event was numbered leaves no hole: the first one is known.
             figures.job_events_lost += 1
             figures.problems.append(f"{record.job_id}: its first event never arrived")
