@@ -17,6 +17,7 @@ from tests.chaos.backoffice import BackOffice, Received
 from tests.chaos.hubs import Slot
 from tests.chaos.sites import Site
 
+JobIds = Callable[[], str | None]  # the next job id, or None: no more jobs
 REQUEST_TIMEOUT_S = 3.0  # the kit answers in milliseconds; longer means it did not get it
 RETRY_PAUSE_S = 0.5
 
@@ -84,7 +85,7 @@ class Dispatcher:
         """The hubs whose current job is in its WAN or HAN probe."""
         return [hub for hub, r in self.current.items() if self.tracker.probing(r.job_id)]
 
-    async def run_hub(self, slot: Slot, job_ids: Callable[[], str | None]) -> None:
+    async def run_hub(self, slot: Slot, job_ids: JobIds) -> None:
         """Jobs on ``slot`` one after another while ``job_ids`` gives a new id."""
         while True:
             try:
@@ -140,9 +141,7 @@ class Dispatcher:
                 record.accepted = "seen"
 
 
-def numbered(
-    prefix: str, count: int, done: asyncio.Event | None = None
-) -> Callable[[], str | None]:
+def numbered(prefix: str, count: int, done: asyncio.Event | None = None) -> JobIds:
     """A source of job ids ``<prefix>-001`` ...: ``count`` at most, none once ``done`` is set."""
     numbers = iter(range(1, count + 1))
 

@@ -16,7 +16,8 @@ SEED = 12  # the runs' random choices; the figures in docs/reliability.md are th
 @dataclass(frozen=True)
 class Plan:
     variant: str
-    kill_jobs: int  # jobs of the kills run
+    kill_jobs: int  # jobs of the kills run (at least)
+    kills: int  # SIGKILLs of the daemon, and as many of the broker
     pulls: int  # cable pulls of the pulls run
     noise_jobs: int
     disk_jobs_before: int  # jobs on a calm disk before it is filled
@@ -31,12 +32,13 @@ class Plan:
 LONG = Plan(
     variant="long",
     kill_jobs=200,
+    kills=12,
     pulls=100,
     noise_jobs=100,
     disk_jobs_before=16,
     disk_full_s=20.0,
     silences=12,
-    silent_jobs=240,
+    silent_jobs=800,
     budget_s=600.0,
     wait_s=60.0,
     settle_s=60.0,
@@ -45,12 +47,13 @@ LONG = Plan(
 SHORT = Plan(
     variant="short",
     kill_jobs=24,
+    kills=3,
     pulls=10,
     noise_jobs=16,
     disk_jobs_before=8,
     disk_full_s=4.0,
     silences=3,
-    silent_jobs=60,
+    silent_jobs=300,
     budget_s=100.0,
     wait_s=15.0,
     settle_s=15.0,

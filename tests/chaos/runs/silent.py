@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.chaos.dispatch import numbered
 from tests.chaos.figures import Figures
+from tests.chaos.hubs import Slot
 from tests.chaos.kit import SPEED
 from tests.chaos.plan import HUBS, Plan
 from tests.chaos.runs.common import drive, plain_hub, rng_for, until
@@ -42,13 +43,18 @@ async def _silence(
 
 async def _silences(here: World, rng: random.Random, count: int, made: dict[str, float]) -> None:
     slots = {slot.name: slot for slot in here.hubs}
+    swaps: list[asyncio.Task[None]] = []
     kinds = [list(KINDS)[i % len(KINDS)] for i in range(count)]
     rng.shuffle(kinds)
     for kind in kinds:
         await asyncio.sleep(rng.uniform(*GAP_S))
 
         def targets() -> list[str]:
-            return [h for h in here.dispatcher.probing_hubs() if not slots[h].sim.silent]
+            return [
+                h
+                for h in here.dispatcher.probing_hubs()
+                if not slots[h].sim.silent and slots[h].ready.is_set()
+            ]
 
         if not await until(lambda: bool(targets()), PROBING_WAIT_S):
             return
@@ -60,14 +66,24 @@ async def _silences(here: World, rng: random.Random, count: int, made: dict[str,
         if real_s is None:
             # No job may start on a dead hub before it is swapped: wait out this one.
             slot.ready.clear()
-            try:
-                async with asyncio.timeout(RESULT_WAIT_S):
-                    await here.tracker.view(record.job_id).result.wait()
-            except TimeoutError:
-                pass
-            finally:
-                await here.hubs.replace(slot)
-                slot.ready.set()
+            swaps.append(asyncio.create_task(_swap_after(here, slot, record.job_id)))
+    if swaps:
+        try:
+            await asyncio.wait(swaps)
+        finally:
+            for task in swaps:
+                task.cancel()
+
+
+async def _swap_after(here: World, slot: Slot, job_id: str) -> None:
+    try:
+        async with asyncio.timeout(RESULT_WAIT_S):
+            await here.tracker.view(job_id).result.wait()
+    except TimeoutError:
+        pass
+    finally:
+        await here.hubs.replace(slot)
+        slot.ready.set()
 
 
 async def run(workdir: Path, plan: Plan, seed: int) -> Figures:
