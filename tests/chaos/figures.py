@@ -36,7 +36,7 @@ KILL_WINDOW_S = 1.0
 INTERRUPTED = "stopped while this job ran"  # the failure reason of a job a kill cut short
 # A job's first events: the meter type check (electricity), else the hub's identity.
 FIRST_STAGES = frozenset({"meter_type", "hub"})
-KIT_OWN_KINDS = frozenset({"link_lost", "link_up"})  # hub events the kit makes itself
+KIT_OWN_KINDS = frozenset({"link_lost", "link_up", "hub_silent"})  # hub events the kit makes itself
 
 
 @dataclass

@@ -2,9 +2,8 @@
 
 The runs are those of ``python -m tests.chaos --variant short`` (same seed), so a failure
 here is reproduced by that command, which also prints the job or event at fault. Where a
-run fails today because of a defect issue 12 names and another change is fixing, that one
-invariant of that one run is marked ``xfail`` (not strict) naming the item; the mark goes
-once the fix has landed and the figure holds.
+run fails because of a known open defect, that one invariant of that one run can be marked
+``xfail`` (not strict) in ``KNOWN_OPEN``, naming the defect; none is marked today.
 """
 
 from __future__ import annotations
@@ -30,15 +29,9 @@ INVARIANTS: dict[str, Check] = {
     "no wrong verdict": lambda f: f.wrong_verdicts == 0,
 }
 
-ITEM_1 = "issue 12 item 1: a hub that goes silent must end the job failed, not aborted"
-ITEM_2 = "issue 12 item 2: storage errors never kill a task silently"
-KNOWN_OPEN: dict[tuple[str, str], str] = {
-    ("silent", "no wrong verdict"): ITEM_1,
-    ("disk", "every job is taken"): ITEM_2,
-    ("disk", "one result per job"): ITEM_2,
-    ("disk", "no job event lost"): ITEM_2,
-    ("disk", "no hub event lost while the daemon runs"): ITEM_2,
-}
+# Invariants of a run that a known open defect breaks, with the defect: none today. An entry
+# here marks that one invariant xfail (not strict), naming the defect, until its fix lands.
+KNOWN_OPEN: dict[tuple[str, str], str] = {}
 
 _made: dict[str, Figures] = {}
 
