@@ -32,6 +32,7 @@ from gatewayd.engine.outcomes import (
     RunFacts,
     WanOutcome,
 )
+from gatewayd.engine.probes.base import FINAL_READ_TRIES
 from gatewayd.engine.probes.han import HanProbe
 from gatewayd.engine.probes.wan import WanProbe
 from gatewayd.engine.progress import Kind, ProgressSink, Reporter, Stage
@@ -40,7 +41,7 @@ from gatewayd.engine.result import ResultDocument, build_result
 from gatewayd.engine.verdict import Verdict, decide
 from gatewayd.survey.source import SurveySource
 from gatewayd_drivers.commshub.client import HubClient
-from gatewayd_drivers.commshub.errors import HubError
+from gatewayd_drivers.commshub.errors import HubError, HubTimeout
 
 _log = logging.getLogger(__name__)
 
@@ -160,10 +161,23 @@ class _Stages:
             why = self.hub.last_link_error or "the port did not open"
             self.failure = Failed(f"cannot open the hub's port {self.hub.port}: {why}", "hub")
             return False
-        try:
-            info = await self.hub.get_info()
-        except HubError as exc:
-            self.failure = Failed(f"the hub does not answer on {self.hub.port}: {exc}", "hub")
+        info = None
+        for _ in range(FINAL_READ_TRIES):
+            try:
+                info = await self.hub.get_info()
+                break
+            except HubTimeout as exc:
+                # One timeout alone is line noise, retried; a silent hub is a failure.
+                silence = self.hub.silence()
+                if silence is None:
+                    continue
+                why = f"{exc}; {silence.reason}"
+            except HubError as exc:
+                why = str(exc)
+            self.failure = Failed(f"the hub does not answer on {self.hub.port}: {why}", "hub")
+            return False
+        if info is None:
+            self.failure = Failed(f"the hub does not answer on {self.hub.port}", "hub")
             return False
         self.hub_facts = HubFacts.from_info(info)
         self.report(
