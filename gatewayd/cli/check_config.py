@@ -8,6 +8,9 @@ config's referenced files (password, TLS certificates) and serial ports (hubs, o
 probe, radio) are checked. They
 are warnings, because a config is often checked away from the kit it is for (and a hub
 may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
+
+Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+the config models (pydantic) are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from gatewayd.cli.verb import Subparsers
-from gatewayd.config.errors import ConfigError, Problem, read_toml
-from gatewayd.config.job import parse_job
-from gatewayd.config.kit import KitConfig, parse_kit_config
+
+if TYPE_CHECKING:
+    from gatewayd.config.errors import Problem
+    from gatewayd.config.kit import KitConfig
 
 __all__ = ["check_file", "main_check_config", "register"]
 
@@ -61,6 +65,8 @@ def _serial_ports(kit: KitConfig) -> Iterator[tuple[str, str]]:
 
 
 def _kit_warnings(kit: KitConfig) -> list[Problem]:
+    from gatewayd.config.errors import Problem
+
     warnings: list[Problem] = []
     for key, path in _referenced_files(kit):
         if not path.is_file():
@@ -88,6 +94,10 @@ def check_file(
     path: Path, kind: Kind = "auto", *, strict: bool = False
 ) -> tuple[str, list[Problem], list[Problem]]:
     """(what the file is, its errors, its warnings); nothing is raised."""
+    from gatewayd.config.errors import ConfigError, read_toml
+    from gatewayd.config.job import parse_job
+    from gatewayd.config.kit import parse_kit_config
+
     source = str(path)
     try:
         doc = read_toml(path)

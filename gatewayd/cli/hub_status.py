@@ -3,31 +3,34 @@
 For installers and developers trying the driver by hand: one snapshot, or with
 ``--watch`` a live line per hub event and link change (so a pulled cable and
 its recovery can be seen).
+
+Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+the hub driver (pyserial) and the engine are imported when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
 from gatewayd.cli.verb import Subparsers
-from gatewayd.engine.hub_snapshot import (
-    describe_event,
-    read_snapshot,
-    render_snapshot,
-    snapshot_to_json,
-)
-from gatewayd_drivers.commshub.client import HubClient, LinkUp
-from gatewayd_drivers.commshub.errors import HubError
-from gatewayd_drivers.commshub.messages import HubStarted
 
 
 async def run_hub_status(
     port: str, *, as_json: bool, watch: bool, connect_timeout_s: float = 5.0
 ) -> int:
     """Print the hub's state; returns the process exit code."""
+    from gatewayd.engine.hub_snapshot import (
+        describe_event,
+        read_snapshot,
+        render_snapshot,
+        snapshot_to_json,
+    )
+    from gatewayd_drivers.commshub.client import HubClient, LinkUp
+    from gatewayd_drivers.commshub.errors import HubError
+    from gatewayd_drivers.commshub.messages import HubStarted
+
     hub = HubClient(port, name="hub")
     await hub.start()
     try:
@@ -64,6 +67,8 @@ async def run_hub_status(
 
 
 def main_status(port: str, as_json: bool, watch: bool) -> int:
+    import asyncio
+
     try:
         return asyncio.run(run_hub_status(port, as_json=as_json, watch=watch))
     except KeyboardInterrupt:

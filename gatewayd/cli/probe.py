@@ -6,12 +6,15 @@ stdout carries exactly one JSON document and everything else goes to stderr.
 Exit codes: 0 commissioned or installed without WAN, 3 aborted, 4 cancelled,
 2 invalid job or config, 1 failed (the kit could not talk to its hub) or an
 internal error.
+
+Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+the engine, the config models (pydantic), the hub driver (pyserial) and the live view (rich)
+are imported by the functions that use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -19,24 +22,21 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from gatewayd.cli.prompt import terminal_prompt
-from gatewayd.cli.terminal import LiveView, PlainView, render_verdict
 from gatewayd.cli.verb import Subparsers
-from gatewayd.clock import Clock, ScaledClock, SystemClock
-from gatewayd.config.errors import ConfigError
-from gatewayd.config.job import Job, load_job
-from gatewayd.config.kit import KitConfig, load_kit_config
-from gatewayd.engine.commissioning import JobRun, run_job
-from gatewayd.engine.dcc import DccInput, ScheduledNotice
-from gatewayd.engine.progress import ProgressSink
-from gatewayd.survey.scan import radio_surveyor
-from gatewayd.survey.source import PromptedSurveys, StoredSurveys, SurveySource
-from gatewayd.survey.store import SurveyStore
-from gatewayd_drivers.commshub.client import HubClient
-from gatewayd_drivers.serial_link import SerialSettings
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from gatewayd.cli.terminal import LiveView, PlainView
+    from gatewayd.clock import Clock
+    from gatewayd.config.job import Job
+    from gatewayd.config.kit import KitConfig
+    from gatewayd.engine.commissioning import JobRun
+    from gatewayd.engine.dcc import ScheduledNotice
+    from gatewayd.engine.progress import ProgressSink
+    from gatewayd.survey.source import SurveySource
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class ProbeArgs:
 
 
 def make_clock(time_scale: float) -> Clock:
+    from gatewayd.clock import ScaledClock, SystemClock
+
     return SystemClock() if time_scale == 1 else ScaledClock(time_scale)
 
 
@@ -81,6 +83,13 @@ async def probe(
     surveys: SurveySource | None = None,
 ) -> JobRun:
     """Open the hub's port, run ``job`` on it, close the port."""
+    import asyncio
+
+    from gatewayd.engine.commissioning import run_job
+    from gatewayd.engine.dcc import DccInput
+    from gatewayd_drivers.commshub.client import HubClient
+    from gatewayd_drivers.serial_link import SerialSettings
+
     hub_cfg = kit.default_hub
     hub = HubClient(port, name=hub_cfg.name, settings=SerialSettings(baudrate=hub_cfg.baudrate))
     dcc = DccInput(job.job_id)
@@ -104,6 +113,12 @@ async def probe(
 
 
 async def _run(args: ProbeArgs, job: Job, kit: KitConfig, notice: ScheduledNotice | None) -> int:
+    import asyncio
+
+    from rich.console import Console
+
+    from gatewayd.cli.terminal import LiveView, PlainView, render_verdict
+
     scale = args.time_scale if args.time_scale is not None else kit.time_scale
     clock = make_clock(scale)
     port = args.hub or kit.default_hub.port
@@ -149,6 +164,12 @@ def _survey_source(
     kit: KitConfig, clock: Clock, view: LiveView | PlainView, *, prompt: bool
 ) -> SurveySource:
     """Stored surveys always; on a terminal with a radio, the installer is asked first."""
+    from gatewayd.cli.prompt import terminal_prompt
+    from gatewayd.cli.terminal import LiveView
+    from gatewayd.survey.scan import radio_surveyor
+    from gatewayd.survey.source import PromptedSurveys, StoredSurveys
+    from gatewayd.survey.store import SurveyStore
+
     stored = StoredSurveys(SurveyStore(kit.survey.store_dir), kit.survey, clock)
     if not prompt or kit.radio is None:
         return stored
@@ -176,6 +197,13 @@ def _first_interrupt(loop: asyncio.AbstractEventLoop, cancel: asyncio.Event) -> 
 
 
 def main_probe(args: ProbeArgs) -> int:
+    import asyncio
+
+    from gatewayd.config.errors import ConfigError
+    from gatewayd.config.job import load_job
+    from gatewayd.config.kit import load_kit_config
+    from gatewayd.engine.dcc import ScheduledNotice
+
     try:
         kit = load_kit_config(args.config)
         job = load_job(args.job)

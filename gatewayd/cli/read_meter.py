@@ -4,27 +4,28 @@ For the installer at the meter: the identification, the supply arrangement the r
 (and why), and every register with its unit. With ``--json`` stdout carries exactly one JSON
 document, the reading or ``{"error": ...}``; messages go to stderr. Exit codes: 0 read,
 1 the meter could not be read, 2 invalid arguments or rules file.
+
+Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+the optical reader (pyserial), the rules and the kit config (pydantic) are imported by the
+functions that use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gatewayd.cli.verb import Subparsers
-from gatewayd.config.errors import ConfigError
-from gatewayd.config.kit import load_kit_config
-from gatewayd.engine.meter_arrangement import ArrangementRules, MeterReadingFacts, load_rules
-from gatewayd.engine.optical_check import facts_from_reading, read_options
-from gatewayd_drivers.iec62056.errors import OpticalError
-from gatewayd_drivers.iec62056.reader import MeterReading, ReadOptions, read_meter
-from gatewayd_drivers.iec62056.readout import ObisCode
+
+if TYPE_CHECKING:
+    from gatewayd.engine.meter_arrangement import ArrangementRules, MeterReadingFacts
+    from gatewayd_drivers.iec62056.reader import MeterReading, ReadOptions
+    from gatewayd_drivers.iec62056.readout import ObisCode
 
 __all__ = ["ReadMeterArgs", "main_read_meter", "reading_to_json", "register"]
 
@@ -117,6 +118,11 @@ def _fail(args: ReadMeterArgs, code: int, message: str, step: str | None = None)
 
 def _options(args: ReadMeterArgs) -> tuple[str, ReadOptions, ArrangementRules | None]:
     """Port, reader options and rules from the arguments and the kit config (ValueError)."""
+    from gatewayd.config.kit import load_kit_config
+    from gatewayd.engine.meter_arrangement import load_rules
+    from gatewayd.engine.optical_check import read_options
+    from gatewayd_drivers.iec62056.reader import ReadOptions
+
     port = args.probe
     options = ReadOptions()
     rules_path = args.rules
@@ -144,6 +150,13 @@ def _options(args: ReadMeterArgs) -> tuple[str, ReadOptions, ArrangementRules | 
 
 
 def main_read_meter(args: ReadMeterArgs) -> int:
+    import asyncio
+
+    from gatewayd.config.errors import ConfigError
+    from gatewayd.engine.optical_check import facts_from_reading
+    from gatewayd_drivers.iec62056.errors import OpticalError
+    from gatewayd_drivers.iec62056.reader import read_meter
+
     try:
         port, options, rules = _options(args)
     except ConfigError as exc:

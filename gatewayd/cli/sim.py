@@ -9,7 +9,6 @@ daemon nor the other verbs should load simulator code that they never run."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -51,6 +50,8 @@ def _run(
     bad_argument: str | None = None,
 ) -> int:
     """Run a simulator; ``invalid`` is its file's error type and what to call it."""
+    import asyncio
+
     error_type, what = invalid
     try:
         asyncio.run(main)

@@ -7,33 +7,27 @@ carries exactly one JSON document (the ``SurveyDocument``) and everything else g
 stderr. With ``--at`` the survey is kept as the latest at that position, for a later job's
 HAN evidence. Exit codes: 0 survey done (whatever it found), 1 the radio could not be used,
 2 invalid arguments or config.
+
+Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+the radio driver (pyserial), the survey models (pydantic) and the table (rich) are imported by
+the functions that use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from gatewayd.cli.verb import Subparsers
-from gatewayd.config.errors import ConfigError
-from gatewayd.config.kit import load_kit_config
-from gatewayd.config.survey import SurveyConfig
-from gatewayd.engine.outcomes import SurveyJudgement
-from gatewayd.survey.judgement import SurveyDocument
-from gatewayd.survey.scan import SurveyFailed, survey_on_port
-from gatewayd.survey.store import SurveyStore, position_key
-from gatewayd_drivers.commshub.eui64 import Eui64
+
+if TYPE_CHECKING:
+    from gatewayd.survey.judgement import SurveyDocument
 
 _log = logging.getLogger(__name__)
 
@@ -42,10 +36,12 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 _BAR_WIDTH = 24
 
+# By each SurveyJudgement's value: keyed by the members, this table would import the engine (and
+# pydantic) with the parser.
 _JUDGEMENT_WORDS = {
-    SurveyJudgement.GOOD: ("GOOD: the hub is heard well here", "bold green"),
-    SurveyJudgement.MARGINAL: ("MARGINAL: the hub is heard here, but not reliably", "bold yellow"),
-    SurveyJudgement.NOT_HEARD: ("NOT HEARD: the hub's network does not reach here", "bold red"),
+    "good": ("GOOD: the hub is heard well here", "bold green"),
+    "marginal": ("MARGINAL: the hub is heard here, but not reliably", "bold yellow"),
+    "not_heard": ("NOT HEARD: the hub's network does not reach here", "bold red"),
 }
 
 
@@ -60,6 +56,10 @@ class SurveyArgs:
 
 def render_survey(doc: SurveyDocument, out: TextIO, *, color: bool | None = None) -> None:
     """The per-channel table and the judgement, for people."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console(file=out, force_terminal=color, no_color=color is False, width=100)
     hub_channel = doc.hub.channel if doc.hub is not None else None
     table = Table(title=f"RF survey at {doc.position or 'an unnamed position'}")
@@ -89,7 +89,7 @@ def render_survey(doc: SurveyDocument, out: TextIO, *, color: bool | None = None
     if doc.judgement is None:
         console.print("No hub EUI-64 given: the air is listed above, nothing was judged.")
     else:
-        words, style = _JUDGEMENT_WORDS[doc.judgement]
+        words, style = _JUDGEMENT_WORDS[doc.judgement.value]
         console.print(Text(words, style=style))
         if doc.hub is not None:
             console.print(
@@ -108,6 +108,15 @@ def _fail(message: str, code: int) -> int:
 
 
 def main_survey(args: SurveyArgs) -> int:
+    import asyncio
+
+    from gatewayd.config.errors import ConfigError
+    from gatewayd.config.kit import load_kit_config
+    from gatewayd.config.survey import SurveyConfig
+    from gatewayd.survey.scan import SurveyFailed, survey_on_port
+    from gatewayd.survey.store import SurveyStore, position_key
+    from gatewayd_drivers.commshub.eui64 import Eui64
+
     try:
         kit = load_kit_config(args.config) if args.config is not None else None
     except ConfigError as exc:

@@ -3,6 +3,12 @@
 Each verb of the command line lives in one module of this package. Its ``register`` adds the
 verb's subparser, with every option and help text, and sets the ``handler`` default that
 `gatewayd.cli.main` calls with the parsed arguments; the handler returns the exit code.
+
+Every command, ``--help`` included, builds the whole parser and so imports every verb module.
+A verb module therefore imports at its top only what ``register`` needs (argparse, the standard
+library, this module); what the verb runs with (the engine, the drivers, pydantic, rich, the
+daemon) is imported inside the functions that use it, with ``TYPE_CHECKING`` imports for the
+annotations. `tests/unit/test_cli_verbs.py` holds this.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The CLI's verbs register themselves: every verb module is listed, gives each of its
-subcommands a handler, shows up in `gatewayd --help`, and answers its own ``--help``."""
+subcommands a handler, shows up in `gatewayd --help`, and answers its own ``--help`` without
+importing what it runs."""
 
 from __future__ import annotations
 
@@ -128,17 +129,52 @@ def test_main_calls_the_chosen_verb_with_the_parsed_arguments(
     assert seen == [([Path("a.toml"), Path("b.toml")], "job", True)]
 
 
-def test_building_the_parser_loads_neither_the_simulators_nor_the_daemon() -> None:
-    """Every command builds the whole parser, `gatewayd run` on a kit included: the sim, run
-    and demo verbs import what they run only when they run."""
-    code = (
-        "import sys\n"
-        "from gatewayd.cli.main import build_parser\n"
-        "build_parser()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'gatewayd_sim', 'amqtt'}\n"
-        "    or m.startswith(('gatewayd.daemon', 'gatewayd.demo'))))\n"
-    )
+# What no parser and no help text needs, and every command would otherwise pay for: the
+# libraries the verbs run with, the drivers, the simulators, the daemon and the demo.
+HEAVY = (
+    "pydantic",
+    "pydantic_core",
+    "aiomqtt",
+    "paho",
+    "serial",
+    "serial_asyncio_fast",
+    "rich",
+    "sqlite3",
+    "prometheus_client",
+    "amqtt",
+    "gatewayd_drivers",
+    "gatewayd_sim",
+    "gatewayd.daemon",
+    "gatewayd.demo",
+)
+
+
+def _fresh(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``python -X importtime ARGS`` in a new interpreter: its result and what it imported."""
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-X", "importtime", *args], capture_output=True, text=True, timeout=60
     )
-    assert done.stdout.strip() == "[]", done.stdout
+    rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
+    imported = [row[-1].strip() for row in rows if len(row) == 3]
+    return done, [name for name in imported if name != "imported package"]
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
+
+
+@pytest.mark.parametrize("path", [(), *ALL_PATHS], ids=lambda p: " ".join(("gatewayd", *p)))
+def test_help_imports_nothing_a_verb_runs_with(path: tuple[str, ...]) -> None:
+    """`gatewayd [COMMAND] --help` builds the whole parser, as every command does."""
+    done, imported = _fresh("-m", "gatewayd", *path, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *path))} [-h]")
+    assert "gatewayd.cli.main" in imported
+    assert _heavy(imported) == []
+
+
+def test_the_run_verb_loads_the_daemon_only_when_it_runs() -> None:
+    done, imported = _fresh("-c", "import gatewayd.cli.run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "gatewayd.cli.run" in imported
+    assert _heavy(imported) == []
