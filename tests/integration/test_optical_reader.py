@@ -255,6 +255,23 @@ async def test_line_is_set_7e1_at_300_as_a_real_port_needs(meter) -> None:  # ty
         assert line.baudrate == 9600
 
 
+async def test_speed_changes_only_once_the_written_bytes_have_left_the_wire(meter) -> None:  # type: ignore[no-untyped-def]
+    # tcdrain returns as soon as a USB head (or a pty) holds the bytes, but at 300 baud 7E1 an
+    # acknowledgement of 6 characters takes 6 x 10 bits / 300 = 200 ms to shift out.
+    sim = meter(profile("single_phase_credit"))
+    line = await OpticalLine.open(str(sim.link), iec_settings(300), timeout_s=2)
+    async with line:
+        loop = asyncio.get_running_loop()
+        line.write(b"\x06050\r\n")
+        written = loop.time()
+        await line.set_baudrate(9600)
+        assert loop.time() - written >= 0.2 - 0.005  # lower bound only: load can only add
+        # At 9600 the same bytes take 6 ms: a second switch right after does not wait long.
+        line.write(b"\x06050\r\n")
+        await line.set_baudrate(300)
+        assert line.baudrate == 300
+
+
 async def test_probe_pulled_during_the_read_is_a_port_error(meter) -> None:  # type: ignore[no-untyped-def]
     sim = meter(profile("fault_slow_answer"))
     asyncio.get_running_loop().call_later(0.3, sim.port.unplug)

@@ -8,6 +8,11 @@ IEC 62056-21 needs 7 data bits, even parity, 1 stop bit. A pseudo-terminal canno
 parity and refuses (EINVAL) a 7E1 setting that leaves its speed as it was; a real port never
 does. So every setting that fails with EINVAL is checked against the line's actual speed
 (``termios.tcgetattr``): when the speed is the one asked for, the failure is tolerated.
+
+A speed change waits until what was written has left the wire. ``tcdrain`` alone does not
+promise that: a USB optical head (and a pseudo-terminal) reports drained once it holds the
+bytes, while at 300 baud the acknowledgement still takes 200 ms to shift out. So the line
+keeps when its last byte will have left at the current speed, and a switch waits for that.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class OpticalLine:
         self._overflow = False
         self.bytes_in = 0
         self.bytes_out = 0
+        self._sent_by = 0.0  # loop time the last byte written will have left the wire
 
     # --- opening and closing ------------------------------------------------------
 
@@ -169,8 +175,11 @@ class OpticalLine:
         return int(self.serial.baudrate)
 
     async def set_baudrate(self, baudrate: int, *, drain_timeout_s: float = 2.0) -> None:
-        """Change speed once what was written has left the port (a real UART needs it)."""
+        """Change speed once what was written has left the port and the wire."""
         await self.drain(drain_timeout_s)
+        on_the_wire = self._sent_by - asyncio.get_running_loop().time()
+        if on_the_wire > 0:
+            await asyncio.sleep(on_the_wire)
         _apply(self.serial, "baudrate", baudrate, baudrate)
         _log.debug("optical line %s now at %d baud", self.path, baudrate)
 
@@ -196,6 +205,14 @@ class OpticalLine:
             raise PortError("write", f"the port {self.path} is closed: {self._lost or 'closed'}")
         self._transport.write(data)
         self.bytes_out += len(data)
+        now = asyncio.get_running_loop().time()
+        self._sent_by = max(self._sent_by, now) + len(data) * self._char_s()
+
+    def _char_s(self) -> float:
+        """Seconds one character takes on the wire: start bit, data, parity, stop bits."""
+        ser = self.serial
+        parity = 0 if ser.parity == serial.PARITY_NONE else 1
+        return (1 + int(ser.bytesize) + parity + float(ser.stopbits)) / int(ser.baudrate)
 
     def discard_input(self) -> None:
         self._buffer.clear()
