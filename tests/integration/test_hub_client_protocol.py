@@ -131,11 +131,14 @@ async def test_busy_retries_with_new_seq_then_fails_after_five(
 async def test_busy_then_ok_succeeds(rig: tuple[ScriptedHub, HubClient]) -> None:
     hub, client = rig
     task = asyncio.create_task(client.ping())
-    req = await hub.next_request()
-    hub.respond(req.frame, bytes([Status.BUSY]))
-    req = await hub.next_request()
-    hub.respond(req.frame)
-    await task
+    busy = await hub.next_request()
+    hub.respond(busy.frame, bytes([Status.BUSY]))
+    retry = await hub.next_request()
+    hub.respond(retry.frame)
+    await task  # the OK after BUSY completes the call without an error
+    assert retry.frame.cmd == busy.frame.cmd == Cmd.PING
+    assert retry.frame.seq != busy.frame.seq  # a retry after BUSY is a new request
+    assert client.stats.busy == 1 and client.stats.timeouts == 0
 
 
 async def test_error_status_is_typed(rig: tuple[ScriptedHub, HubClient]) -> None:

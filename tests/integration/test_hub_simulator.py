@@ -780,9 +780,13 @@ async def test_join_later_than_the_window_fails(make_hub: Maker) -> None:
         speed=500,
     )
     await client.add(IHD, DeviceType.IHD, timeout_s=10)
-    await client.event(EventCode.DEVICE_JOIN_FAILED)
+    failed = DeviceJoinFailed.decode((await client.event(EventCode.DEVICE_JOIN_FAILED)).payload)
+    assert failed == DeviceJoinFailed(IHD, JoinFailReason.WINDOW_EXPIRED)
+    assert client.frames(FrameType.EVENT, EventCode.DEVICE_JOIN_SUCCEEDED) == []
+    # A window long enough for the device's 20 s proves the first failure was the window's.
     await client.add(IHD, DeviceType.IHD, timeout_s=30)
-    await client.event(EventCode.DEVICE_JOIN_SUCCEEDED)
+    joined = await client.event(EventCode.DEVICE_JOIN_SUCCEEDED)
+    assert joined.payload == IHD.raw
 
 
 async def test_joined_gsme_lost_later(make_hub: Maker) -> None:
