@@ -52,6 +52,7 @@ from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, parse_scenario
 from gatewayd_sim.pty import PtyPort
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
+from tests.waiting import wait_until
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "gatewayd_sim" / "scenarios"
 
@@ -219,14 +220,6 @@ def hung_up(fd: int) -> bool:
 
 def lexists(path: Path | str) -> bool:
     return os.path.lexists(path)
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.005)
 
 
 # --- framing and every command ---------------------------------------------------------
