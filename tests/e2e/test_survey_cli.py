@@ -27,6 +27,7 @@ from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
 from gatewayd_sim.znp.radio import ZnpSimulator
 from gatewayd_sim.znp.scenario import load_radio_scenario, shipped_radio_scenario
+from tests.waiting import wait_until
 
 SPEED = 50
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,10 +321,7 @@ async def test_the_standalone_radio_simulator_serves_a_survey(tmp_path: Path) ->
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        for _ in range(200):
-            if link.exists():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(link.exists, timeout=10)
         kit = tmp_path / "kit.toml"
         kit.write_text('[hub]\nport = "/dev/null"\n[survey]\nscan_duration = 0\n')
         code, out, err = await gatewayd(

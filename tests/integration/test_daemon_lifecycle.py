@@ -224,7 +224,7 @@ async def test_service_lifecycle_notify_metrics_reload_and_stop(tmp_path: Path) 
         await kit.sub.wait_for(
             lambda s: s.topic == f"{PREFIX}/state" and s.body["state"] == "offline"
         )
-        await asyncio.sleep(0.2)  # the last lines on the pipe
+        await kit.wait_log("gatewayd stopped")  # the last line on the pipe
         assert kit.stdout, "the daemon logs to stdout"
         for line in kit.stdout:
             assert LINE.match(line), line

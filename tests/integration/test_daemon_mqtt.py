@@ -20,6 +20,7 @@ from gatewayd.daemon.service import Daemon
 from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
 from tests.mqtt_broker import Broker
+from tests.waiting import wait_until
 
 SPEED = 50
 ROOT = Path(__file__).resolve().parents[2]
@@ -384,7 +385,8 @@ async def test_daemon_killed_with_a_queued_result_delivers_it_after_restart(
         resp = await sub.request("start_job", {"transaction": "t", "job": job_doc("J-K")})
         assert resp["ok"], resp
         broker.stop()  # the whole job now runs with the broker away
-        await asyncio.sleep(4)  # quick.toml commissions in well under this
+        # The job journal lets go of a job once its result is in the outbox, on disk.
+        await wait_until(lambda: not (tmp_path / "state" / "jobs" / "J-K.json").exists(), 30)
         daemon.kill()  # SIGKILL: no clean stop, no flush
         await daemon.wait()
         seen_before = len(sub.on(f"{PREFIX}/jobs/J-K/result"))

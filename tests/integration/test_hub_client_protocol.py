@@ -26,6 +26,7 @@ from gatewayd_drivers.commshub.messages import (
     WanStatus,
 )
 from tests.integration.scripted_hub import ScriptedHub
+from tests.waiting import wait_until
 
 EUI = Eui64.parse("00-DB-12-34-56-78-90-A1")
 FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)
@@ -131,11 +132,14 @@ async def test_busy_retries_with_new_seq_then_fails_after_five(
 async def test_busy_then_ok_succeeds(rig: tuple[ScriptedHub, HubClient]) -> None:
     hub, client = rig
     task = asyncio.create_task(client.ping())
-    req = await hub.next_request()
-    hub.respond(req.frame, bytes([Status.BUSY]))
-    req = await hub.next_request()
-    hub.respond(req.frame)
-    await task
+    busy = await hub.next_request()
+    hub.respond(busy.frame, bytes([Status.BUSY]))
+    retry = await hub.next_request()
+    hub.respond(retry.frame)
+    await task  # the OK after BUSY completes the call without an error
+    assert retry.frame.cmd == busy.frame.cmd == Cmd.PING
+    assert retry.frame.seq != busy.frame.seq  # a retry after BUSY is a new request
+    assert client.stats.busy == 1 and client.stats.timeouts == 0
 
 
 async def test_error_status_is_typed(rig: tuple[ScriptedHub, HubClient]) -> None:
@@ -165,9 +169,10 @@ async def test_response_with_unknown_seq_or_cmd_is_dropped(
     hub, client = rig
     task = asyncio.create_task(client.ping())
     req = await hub.next_request()
+    frames_in = client.snapshot_stats().frames_in
     hub.send(Frame(FrameType.RESPONSE, (req.frame.seq + 7) % 256, Cmd.PING, b"\x00"))
     hub.send(Frame(FrameType.RESPONSE, req.frame.seq, Cmd.GET_INFO, b"\x00"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: client.snapshot_stats().frames_in == frames_in + 2)
     assert not task.done()
     hub.respond(req.frame)
     await task
@@ -215,9 +220,10 @@ async def test_events_acked_at_once_and_acted_on_once(rig: tuple[ScriptedHub, Hu
         hub.send(frame)
         await hub.next_ack()
     assert await asyncio.wait_for(events.get(), 1) == DeviceJoinSucceeded(EUI)
-    await asyncio.sleep(0.05)
-    assert events.get_nowait() is None
+    # The client sorts out a duplicate in the same step as it ACKs it, so with all four
+    # ACKs back every copy has been judged: nothing more is on its way.
     assert client.stats.duplicate_events == 3
+    assert events.get_nowait() is None
 
 
 async def test_unknown_and_malformed_events_are_still_acked(
@@ -243,6 +249,8 @@ async def test_hub_started_resets_dedupe(rig: tuple[ScriptedHub, HubClient]) -> 
     assert await asyncio.wait_for(events.get(), 1) == HubStarted(StartReason.POWER_ON)
     assert await asyncio.wait_for(events.get(), 1) == DeviceJoinSucceeded(EUI)
     # Past the resend window a HUB_STARTED is a new restart, and event 1 is new again.
+    # The window is measured on the loop's clock, so real time must pass: the sleep is
+    # the thing under test.
     await asyncio.sleep(client.timers.restart_resend_s + 0.1)
     hub.send(started)
     hub.send(join)
@@ -275,7 +283,8 @@ async def test_unplug_mid_request_then_recovery(rig: tuple[ScriptedHub, HubClien
     assert isinstance(await asyncio.wait_for(events.get(), 2), LinkLost)
     with pytest.raises(HubDisconnected):
         await client.ping()  # fails at once while the port is gone, no hang
-    await asyncio.sleep(0.3)
+    # The loss counts one link error; a failed reopen of the vanished path, the next.
+    await wait_until(lambda: client.snapshot_stats().link_errors >= 2)
     hub.open()  # the same path comes back
     assert await asyncio.wait_for(events.get(), 3) == LinkUp(reopened=True)
     task = asyncio.create_task(client.ping())
@@ -289,7 +298,7 @@ async def test_unplug_mid_request_then_recovery(rig: tuple[ScriptedHub, HubClien
 async def test_reopen_backoff_does_not_busy_loop(tmp_path: Path) -> None:
     client = HubClient(str(tmp_path / "absent"), name="t", backoff=BackoffSettings(0.05, 0.2))
     await client.start()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # a second of retrying is what is counted: the thing under test
     errors = client.snapshot_stats().link_errors
     await client.stop()
     # 0.05, 0.1, 0.2, 0.2, ... : about seven tries a second, never hundreds.

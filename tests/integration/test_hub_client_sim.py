@@ -67,6 +67,7 @@ from gatewayd_drivers.commshub.messages import (
 from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import parse_scenario
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
+from tests.waiting import wait_until
 
 FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)
 
@@ -111,14 +112,6 @@ class EventLog:
 
         await wait_until(check, timeout)
         return found[0]
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 class Rig:

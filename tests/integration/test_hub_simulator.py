@@ -52,6 +52,7 @@ from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, parse_scenario
 from gatewayd_sim.pty import PtyPort
 from tests.integration.sim_site import CODE, ESME, GSME, HUB, IHD, QUIET, STRANGER
+from tests.waiting import wait_until
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "hw-fixtures" / "gatewayd_sim" / "scenarios"
 
@@ -221,14 +222,6 @@ def lexists(path: Path | str) -> bool:
     return os.path.lexists(path)
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.005)
-
-
 # --- framing and every command ---------------------------------------------------------
 
 
@@ -360,9 +353,11 @@ async def test_copy_of_a_request_still_executing_is_ignored(make_hub: Maker) -> 
         QUIET + '\n[faults]\nslow = [{ cmd = "GET_INFO", delay_ms = 200 }]\n'
     )
     client.send_request(Cmd.GET_INFO, seq=9)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: len(sim.frames_received) == 1)  # executing now, for 200 ms
     client.send_request(Cmd.GET_INFO, seq=9)
     at, _ = await client.wait_for(lambda f: f.ftype == FrameType.RESPONSE)
+    # A quiet period longer than the 200 ms execution: a copy run again would have
+    # answered by now. Nothing happening is the thing under test.
     await asyncio.sleep(0.3)
     assert len(client.frames(FrameType.RESPONSE)) == 1
     assert sim.executed[Cmd.GET_INFO] == 1
@@ -425,6 +420,7 @@ async def test_ack_stops_the_resends(make_hub: Maker) -> None:
     _, frame = await client.wait_for(lambda f: f.ftype == FrameType.EVENT)
     client.send(Frame(FrameType.ACK, frame.seq, frame.cmd + 1))  # wrong CMD: not an ACK of it
     client.ack(frame)
+    # A quiet period past the 500 ms resend interval: no resend is the thing under test.
     await asyncio.sleep(0.8)
     assert len(client.frames(FrameType.EVENT)) == 1
     assert sent.acked_at is not None and not sent.dropped and sent.resends == 0
@@ -435,7 +431,7 @@ async def test_ignore_acks_fault_resends_three_times_anyway(make_hub: Maker) -> 
     sim, client = await make_hub(QUIET + "\n[faults]\nignore_acks = true\n")
     sent = sim.emit_event(DeviceLogChanged())
     await wait_until(lambda: sent.resends == 3, timeout=2.0)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: len(client.frames(FrameType.EVENT)) >= 4)  # the last copy landed
     assert len(client.frames(FrameType.EVENT)) == 4
     assert sent.acked_at is not None
 
@@ -445,7 +441,8 @@ async def test_duplicate_events_fault_sends_each_event_twice(make_hub: Maker) ->
     sent = sim.emit_event(DeviceLogChanged())
     await wait_until(lambda: len(client.frames(FrameType.EVENT)) == 2, timeout=0.4)
     assert {f.seq for _, f in client.frames(FrameType.EVENT)} == {sent.seq}
-    await asyncio.sleep(0.6)  # ACKed: no resend
+    # ACKed: no resend. A quiet period past the 500 ms resend interval proves it.
+    await asyncio.sleep(0.6)
     assert len(client.frames(FrameType.EVENT)) == 2
 
 
@@ -467,7 +464,8 @@ async def test_restart_banner_then_hub_started_seq_0(make_hub: Maker) -> None:
     await client.event(EventCode.WAN_STATE_CHANGED)
     assert (await client.wan()).state is WanState.CONNECTED
     assert await client.add(ESME, timeout_s=3600) == Status.OK
-    await asyncio.sleep(0.05)
+    # Restart a settled hub: every event so far (the add's log change) has its ACK.
+    await wait_until(lambda: all(e.acked_at is not None for e in sim.events_sent))
     sim.restart(StartReason.WATCHDOG)
     started = await client.event(EventCode.HUB_STARTED)
     assert (started.seq, started.payload) == (0, bytes([StartReason.WATCHDOG]))
@@ -572,7 +570,7 @@ async def test_stop_removes_link_and_fds(tmp_path: Path) -> None:
 
 
 async def test_wan_timeline_events_and_status(make_hub: Maker) -> None:
-    _, client = await make_hub(
+    sim, client = await make_hub(
         """
         [wan]
         timeline = [
@@ -598,7 +596,7 @@ async def test_wan_timeline_events_and_status(make_hub: Maker) -> None:
     )
     second = WanStatus.decode((await client.event(EventCode.WAN_STATE_CHANGED)).payload)
     assert (second.state, second.reg_state) == (WanState.CONNECTED, RegState.REGISTERED_HOME)
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: sim.wan_status().seconds_in_state >= 5)
     wan = await client.wan()
     assert wan.state is WanState.CONNECTED and wan.last_dcc_contact_s == 0
     assert 5 <= wan.seconds_in_state <= 30  # site seconds
@@ -780,9 +778,13 @@ async def test_join_later_than_the_window_fails(make_hub: Maker) -> None:
         speed=500,
     )
     await client.add(IHD, DeviceType.IHD, timeout_s=10)
-    await client.event(EventCode.DEVICE_JOIN_FAILED)
+    failed = DeviceJoinFailed.decode((await client.event(EventCode.DEVICE_JOIN_FAILED)).payload)
+    assert failed == DeviceJoinFailed(IHD, JoinFailReason.WINDOW_EXPIRED)
+    assert client.frames(FrameType.EVENT, EventCode.DEVICE_JOIN_SUCCEEDED) == []
+    # A window long enough for the device's 20 s proves the first failure was the window's.
     await client.add(IHD, DeviceType.IHD, timeout_s=30)
-    await client.event(EventCode.DEVICE_JOIN_SUCCEEDED)
+    joined = await client.event(EventCode.DEVICE_JOIN_SUCCEEDED)
+    assert joined.payload == IHD.raw
 
 
 async def test_joined_gsme_lost_later(make_hub: Maker) -> None:
@@ -831,7 +833,8 @@ async def test_noise_between_frames_is_skipped(make_hub: Maker) -> None:
     await wait_until(lambda: sim.faults_injected["noise"] >= 3, 1.0)
     for _ in range(5):
         assert (await client.request(Cmd.PING)).payload == bytes([Status.OK])
-        await asyncio.sleep(0.02)
+        noise = sim.faults_injected["noise"]
+        await wait_until(lambda: sim.faults_injected["noise"] > noise)  # noqa: B023
     assert client.decoder.stats.errors > 0
     # Noise never carries a flag: every 0x7E on the line opens or closes a real frame.
     assert bytes(client.raw).count(0x7E) == 2 * len(client.received)
@@ -937,7 +940,7 @@ async def test_pty_port_delivers_bytes_and_survives_replug(tmp_path: Path) -> No
         await wait_until(lambda: len(got) == 7, 1.0)
         assert bytes(got) == b"\r\n\x7e\x00raw"
         assert port.write(b"hello")
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: bool(select.select([fd], [], [], 0)[0]))
         assert os.read(fd, 16) == b"hello"
         port.unplug()
         assert not lexists(port.link) and not port.write(b"x")

@@ -147,10 +147,17 @@ def test_a_hung_event_loop_is_a_failed_scrape(loop_in_thread: asyncio.AbstractEv
     asyncio.run_coroutine_threadsafe(server.start(), loop_in_thread).result(5)
     assert scrape_blocking(server.bound_port, 5).startswith(b"HTTP/1.1 200 OK")
     # The daemon's loop stops answering (a blocking call, a stuck driver...).
-    loop_in_thread.call_soon_threadsafe(time.sleep, 1.5)
-    time.sleep(0.05)
+    hung, back = threading.Event(), threading.Event()
+
+    def hang() -> None:
+        hung.set()
+        time.sleep(1.5)  # the hang itself is the thing under test
+
+    loop_in_thread.call_soon_threadsafe(hang)
+    loop_in_thread.call_soon_threadsafe(back.set)  # runs only once the hang is over
+    assert hung.wait(5)
     with pytest.raises(TimeoutError):
         scrape_blocking(server.bound_port, 0.5)
-    time.sleep(1.2)  # the loop is back: so are the scrapes
+    assert back.wait(5)  # the loop is back: so are the scrapes
     assert scrape_blocking(server.bound_port, 5).startswith(b"HTTP/1.1 200 OK")
     asyncio.run_coroutine_threadsafe(server.stop(), loop_in_thread).result(5)

@@ -16,6 +16,7 @@ import pytest
 from gatewayd.config.mqtt import MqttConfig, MqttTls
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
 from tests.mqtt_broker import LOOPBACK, Broker, make_tls_files
+from tests.waiting import wait_until
 
 STATE = "gatewayd/kit-1/state"
 
@@ -59,7 +60,7 @@ class Watcher:
                         body = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
                         self.messages.put_nowait((str(msg.topic), body, msg.retain))
             except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a back office's retry pause while the broker is down
 
     async def expect(self, **fields: object) -> dict[str, object]:
         """The next message whose body has these fields (earlier ones are skipped)."""
@@ -120,8 +121,7 @@ async def test_broker_restart_reconnects_with_the_next_session(
         assert await link.wait_connected(10)
         await watcher.expect(state="online", session=1)
         broker.stop()
-        await asyncio.sleep(0.3)
-        assert not link.connected
+        await wait_until(lambda: not link.connected)
         broker.start()
         await watcher.expect(state="online", session=2)
         assert link.session == 2 and link.connects == 2
@@ -140,10 +140,12 @@ async def test_session_survives_a_restart_of_the_kit(broker: Broker, tmp_path: P
 
 async def test_publish_waits_for_the_broker(broker: Broker, tmp_path: Path) -> None:
     got: asyncio.Queue[bytes] = asyncio.Queue()
+    subscribed = asyncio.Event()
 
     async def collect() -> None:
         async with aiomqtt.Client(broker.host, broker.port, identifier="c") as client:
             await client.subscribe("gatewayd/kit-1/events", qos=1)
+            subscribed.set()
             async for msg in client.messages:
                 got.put_nowait(bytes(msg.payload))  # type: ignore[arg-type]
 
@@ -152,7 +154,7 @@ async def test_publish_waits_for_the_broker(broker: Broker, tmp_path: Path) -> N
     link.start()
     try:
         assert await link.wait_connected(10)
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(subscribed.wait(), 10)  # a message before it would be lost
         await link.publish("gatewayd/kit-1/events", b'{"n": 1}', qos=1)
         assert await asyncio.wait_for(got.get(), 10) == b'{"n": 1}'
     finally:
@@ -206,7 +208,7 @@ async def test_password_from_env_is_used_and_never_logged(
     link = MqttLink(cfg, state_topic=STATE)
     link.start()
     try:
-        await asyncio.sleep(0.4)
+        await wait_until(lambda: link.last_error is not None)  # an attempt failed and logged
         broker.start()
         assert await link.wait_connected(10)
     finally:
@@ -253,9 +255,7 @@ async def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
         link = MqttLink(bad, state_topic=STATE)
         link.start()
         try:
-            async with asyncio.timeout(15):
-                while link.last_error is None:
-                    await asyncio.sleep(0.05)
+            await wait_until(lambda: link.last_error is not None, timeout=15)
             assert not link.connected
         finally:
             await link.stop()
@@ -282,7 +282,7 @@ async def test_a_stop_while_connecting_ends_promptly_and_never_leaves_online(
     for n in range(25):
         link = MqttLink(config(broker, tmp_path / f"state-{n}"), state_topic=STATE)
         link.start()
-        await asyncio.sleep(n * 0.0005)
+        await asyncio.sleep(n * 0.0005)  # the moment of the stop is what is swept
         await asyncio.wait_for(link.stop(), 5)
         assert not link.connected
     async with aiomqtt.Client(broker.host, broker.port, identifier="late-reader") as c:

@@ -19,6 +19,7 @@ from gatewayd_drivers.znp.client import ZnpClient, ZnpTimers
 from gatewayd_drivers.znp.errors import ZnpDisconnected, ZnpError, ZnpStatusError, ZnpTimeout
 from gatewayd_drivers.znp.frames import FrameDecoder, MtFrame, encode_frame
 from gatewayd_sim.pty import PtyPort
+from tests.waiting import wait_until
 
 Script = Callable[[MtFrame], list[bytes]]
 
@@ -147,7 +148,8 @@ async def test_a_lost_port_fails_the_waiting_request_at_once(
     radio, client = pair
     radio.script = lambda f: []
     task = asyncio.create_task(client.request(c.version_req(), timeout_s=30))
-    await asyncio.sleep(0.1)
+    # Unplug only once the stick has the request: it is then really waiting for an answer.
+    await wait_until(lambda: any(c.Cmd.SYS_VERSION.matches(f) for f in radio.received))
     radio.port.unplug()
     with pytest.raises(ZnpDisconnected):
         async with asyncio.timeout(5):

@@ -25,6 +25,7 @@ from gatewayd_drivers.znp.client import ZnpClient, ZnpTimers
 from gatewayd_drivers.znp.errors import ZnpCommandError, ZnpDisconnected, ZnpTimeout
 from gatewayd_sim.znp.radio import ZnpSimulator
 from gatewayd_sim.znp.scenario import load_radio_scenario, shipped_radio_scenario
+from tests.waiting import wait_until
 
 HUB = Eui64.parse("00-DB-12-34-56-78-90-A0")
 NEIGHBOUR = Eui64.parse("00-DB-12-34-56-00-11-22")
@@ -219,15 +220,12 @@ async def test_a_noisy_line_and_air_still_give_a_survey(rig: Rig) -> None:
 @scenario("site_good")
 async def test_unplug_fails_the_scan_and_the_port_is_reopened(rig: Rig) -> None:
     task = asyncio.create_task(rig.radio.network_discovery(range(11, 27), 2))
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: rig.sim.scanning)  # unplugged mid-scan
     rig.sim.unplug()
     with pytest.raises(ZnpDisconnected):
         await task
     rig.sim.replug()
-    for _ in range(100):
-        if rig.radio.connected:
-            break
-        await asyncio.sleep(0.05)
+    assert await rig.radio.wait_connected(5)
     assert rig.radio.connected and rig.radio.reconnects == 1
     assert (await rig.survey()).judgement is SurveyJudgement.GOOD
 

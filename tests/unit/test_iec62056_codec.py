@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gatewayd_drivers.iec62056.errors import (
@@ -216,13 +216,30 @@ def test_readout_round_trip(lines: list[list[DataSet]]) -> None:
 
 
 @given(st.binary(max_size=600))
+@example(b"noise" + build_data_message(b"1.8.0(00012.5*kWh)\r\n!\r\n") + b"tail")
 def test_arbitrary_bytes_give_a_frame_none_or_a_readout_error(data: bytes) -> None:
     try:
         found = extract_data_message(data)
-        if found is not None:
-            parse_data_block(found[0])
-    except ReadoutError:
-        pass
+    except ReadoutError as exc:
+        assert exc.step and str(exc)
+        return
+    if found is None:
+        # Only a message still arriving asks for more: no STX yet, or no BCC after its ETX.
+        start = data.find(STX)
+        assert start < 0 or ETX not in data[start + 1 : -1]
+        return
+    block, used = found
+    # The frame found is really in the bytes: STX, the block, ETX and a matching BCC.
+    end = used - 2
+    start = end - len(block) - 1
+    assert start >= 0 and data[start] == STX and data[end] == ETX
+    assert data[start + 1 : end] == block and data[used - 1] == bcc(block + bytes([ETX]))
+    try:
+        sets = parse_data_block(block)
+    except ReadoutError as exc:
+        assert exc.step and str(exc)
+        return
+    assert all(isinstance(ds, DataSet) for ds in sets)
 
 
 @given(st.binary(max_size=80))

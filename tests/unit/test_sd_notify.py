@@ -86,14 +86,19 @@ async def test_the_watchdog_is_kicked_from_the_loop(listener: tuple[str, socket.
     path, sock = listener
     sock.setblocking(False)
     n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "40000"})  # every 20 ms
-    n.start_watchdog()
-    kicks = 0
     loop = asyncio.get_running_loop()
+    started = loop.time()
+    n.start_watchdog()
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "sd watchdog"]
+    got: list[bytes] = []
     async with asyncio.timeout(5):
-        while kicks < 3:
-            data = await loop.sock_recv(sock, 4096)
-            kicks += data == b"WATCHDOG=1"
+        while len(got) < 3:
+            got.append(await loop.sock_recv(sock, 4096))
+    assert got == [b"WATCHDOG=1"] * 3
+    # The third kick is due two intervals after the first: kicks are paced, not a burst.
+    assert loop.time() - started >= 0.035
     await n.close()
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "sd watchdog"]
 
 
 async def test_a_reader_that_is_behind_never_blocks_the_loop(
@@ -102,12 +107,19 @@ async def test_a_reader_that_is_behind_never_blocks_the_loop(
     path, sock = listener
     sock.setblocking(False)
     n = Notifier({"NOTIFY_SOCKET": path})
-    for _ in range(50):  # far more than the kernel queues for an unread datagram socket
-        n.send(WATCHDOG=1)
-    n.ready("idle")  # refused for now; tried again until the reader catches up
+    # Far more than the kernel queues for an unread datagram socket: a send that blocked
+    # would hang here, so a refusal within the bound is what proves it does not.
+    sent = 0
+    while n.send(WATCHDOG=1):
+        sent += 1
+        assert sent < 10_000, "the kernel never refused: the reader was not behind"
+    assert sent > 0
+    n.ready("idle")  # refused for now; tried again from the loop until the reader catches up
     loop = asyncio.get_running_loop()
     seen: list[bytes] = []
     async with asyncio.timeout(5):
         while not any(d.startswith(b"READY=1") for d in seen):
             seen.append(await loop.sock_recv(sock, 4096))
+    assert seen[-1] == b"READY=1\nSTATUS=idle"
+    assert set(seen[:-1]) == {b"WATCHDOG=1"}
     await n.close()

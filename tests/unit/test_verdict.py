@@ -1,16 +1,20 @@
 """The verdict engine, table-driven: every row of the domain's abort table and every
-edge-case rule, each under both supplier policies."""
+edge-case rule, each under both supplier policies; and, on generated runs, that a verdict
+depends on its run alone."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gatewayd.config.job import Job, Policy, Supply, parse_job
+from gatewayd.config.job import Device, Job, Policy, Supply, parse_job
 from gatewayd.engine.meter_type import ElectricityVariant, check_meter_type
 from gatewayd.engine.next_actions import Action
 from gatewayd.engine.outcomes import (
@@ -22,6 +26,7 @@ from gatewayd.engine.outcomes import (
     HubFacts,
     JoinFailure,
     RunFacts,
+    SurveyEvidence,
     SurveyJudgement,
     WanOutcome,
 )
@@ -759,9 +764,107 @@ def test_every_next_action_has_text_and_no_placeholders() -> None:
     assert seen == set(Action)
 
 
-def test_decide_is_pure() -> None:
-    run = facts(make_job(Policy.ABORT_ON_NO_WAN), wan=wan_fault(), dcc=NOTICE)
-    assert decide(run) == decide(run)
+# --- purity: the verdict depends on its run and on nothing else ----------------------
+
+SURVEY_AT_GSME = SurveyEvidence(
+    position=GSME,
+    taken_at=NOTICE_AT,
+    judgement=SurveyJudgement.MARGINAL,
+    reasons=("hub heard on 1 of 3 scans",),
+    source="stored",
+    hub_channel=15,
+    scans=3,
+    scans_heard=1,
+)
+SURVEYS = (None, *SurveyJudgement)
+
+
+def _device_outcome(draw: st.DrawFn, device: Device) -> DeviceOutcome:
+    if draw(st.booleans()):
+        return joined(str(device.eui64), device.type, device.required)
+    why = draw(st.sampled_from(JoinFailure))
+    failed = failed_join(
+        str(device.eui64), device.type, device.required, why, draw(st.sampled_from(SURVEYS))
+    )
+    return replace(failed, survey_evidence=draw(st.sampled_from([None, SURVEY_AT_GSME])))
+
+
+def _mostly(usual: object, *rare: object) -> st.SearchStrategy[Any]:
+    """``usual`` three times in four, else one of ``rare``: so that many runs reach the HAN."""
+    return st.sampled_from([usual] * 3 * len(rare) + list(rare))
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> RunFacts:
+    """Any run the engine could hand over, and some it should not (decide then raises)."""
+    fuels = draw(st.sampled_from([("electricity", "gas"), ("electricity",), ("gas",)]))
+    job = make_job(
+        draw(st.sampled_from(POLICIES)),
+        supply=draw(_mostly("single_phase", *[s.value for s in Supply])),
+        fuels=fuels,
+        required=draw(st.dictionaries(st.sampled_from(["ESME", "GSME", "IHD"]), st.booleans())),
+    )
+    devices = tuple(_device_outcome(draw, d) for d in job.devices)
+    van = draw(st.lists(st.sampled_from(ALL_VARIANTS), unique=True))
+    return facts(
+        job,
+        van=draw(_mostly(ALL_VARIANTS, tuple(van))),
+        wan=draw(st.sampled_from([wan_up(), wan_up(), wan_down(), wan_fault(), None])),
+        han=draw(_mostly(HanOutcome(probed=True, devices=devices), None)),
+        hub=draw(st.sampled_from([SINGLE_BAND, DUAL_BAND, None])),
+        dcc=draw(_mostly(None, NOTICE, DccNotice(received_at=NOTICE_AT))),
+        ending=draw(_mostly(None, Cancelled(by="installer"), Failed(reason="no hub"))),
+    )
+
+
+def _verdict_or_error(run: RunFacts) -> Verdict | str:
+    try:
+        return decide(run)
+    except VerdictInputError as exc:
+        return f"VerdictInputError: {exc}"
+
+
+def _scribble(value: object) -> None:
+    """Empty every dict and list inside a verdict's evidence, as a careless caller might."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _scribble(item)
+        value.clear()
+    elif isinstance(value, list):
+        for item in value:
+            _scribble(item)
+        value.clear()
+
+
+@given(runs(), st.lists(runs(), max_size=3))
+def test_decide_depends_on_its_run_and_nothing_else(run: RunFacts, others: list[RunFacts]) -> None:
+    before = copy.deepcopy(run)
+    first = _verdict_or_error(run)
+    expected = copy.deepcopy(first)
+    # The caller owns the verdict it got: changing it must not reach a later one.
+    if isinstance(first, Verdict) and first.abort is not None:
+        _scribble(first.abort.evidence)
+    # Other runs in between (same job id, other facts) must leave no trace either.
+    for other in others:
+        _verdict_or_error(other)
+    again = _verdict_or_error(copy.deepcopy(run))
+    assert run == before, "decide changed the run it was given"
+    assert again == expected
+
+
+@given(st.sampled_from(CASES), st.sampled_from(POLICIES), st.lists(runs(), min_size=1, max_size=3))
+def test_the_table_holds_whatever_was_decided_before(
+    case: Case, policy: Policy, earlier: list[RunFacts]
+) -> None:
+    # The table is a reference decide cannot bend: a verdict kept from an earlier run
+    # (all share one job id) would show here, where comparing decide with itself would not.
+    for run in earlier:
+        _verdict_or_error(run)
+    verdict = decide(case.build(policy))
+    want = case.expected(policy)
+    assert verdict.outcome is want.outcome
+    assert (verdict.abort.code if verdict.abort else None) == want.abort
+    assert tuple(a.action for a in verdict.next_actions) == want.actions
 
 
 def test_a_run_without_a_wan_outcome_is_a_caller_bug() -> None:
