@@ -1,7 +1,8 @@
 """Capped exponential backoff with jitter: the one way the project spaces out retries.
 
-Used by the serial link's reopen loop here in ``drivers`` and by gatewayd's poll
-schedule (``gatewayd.engine.retry``), so both follow the same rules:
+Used by the serial link's reopen loop here in ``drivers`` and, in gatewayd, by
+the probes' poll schedule (``gatewayd.engine.retry``) and the MQTT link's
+reconnects (``gatewayd.daemon.mqtt_link``), so all follow the same rules:
 
 - the n-th interval (n from 0) has the base ``min(max_s, first_s * factor ** n)``;
 - jitter spreads it by up to ``jitter`` of itself either way, uniformly, from an

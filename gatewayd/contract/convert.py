@@ -20,7 +20,7 @@ from gatewayd.engine.outcomes import enum_label
 from gatewayd.engine.progress import Progress
 from gatewayd.engine.result import ResultDocument
 from gatewayd.engine.verdict import Outcome
-from gatewayd_drivers.commshub.client import ClientEvent, LinkLost, LinkUp
+from gatewayd_drivers.commshub.client import ClientEvent, HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.messages import (
     ConnectedToEsme,
     DeviceJoinFailed,
@@ -46,6 +46,7 @@ from .messages import (
     HubEventBody,
     HubEventMessage,
     HubRestartedEvent,
+    HubSilentEvent,
     JobEventMessage,
     LinkLostEvent,
     LinkUpEvent,
@@ -106,6 +107,8 @@ def hub_event_body(event: ClientEvent) -> HubEventBody:
             return HubRestartedEvent(reason=_label(reason))
         case LinkLost(reason=reason):
             return LinkLostEvent(reason=reason)
+        case HubSilent(silence=silence):
+            return HubSilentEvent(reason=silence.reason)
         case LinkUp(reopened=reopened):
             return LinkUpEvent(reopened=reopened)
         case UnknownEvent(cmd=cmd, payload=payload):

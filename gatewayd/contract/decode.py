@@ -56,6 +56,7 @@ class ErrorCode(enum.StrEnum):
     JOB_EXISTS = "job_exists"  # that job_id already ran or runs on this kit
     NO_RADIO = "no_radio"  # a survey asked of a kit without a [radio]
     RADIO_BUSY = "radio_busy"  # a survey already runs on the kit's radio
+    STORAGE_ERROR = "storage_error"  # the kit's disk refused to record the job; try again
     INTERNAL_ERROR = "internal_error"
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "HubEventMessage",
     "HubPortDoc",
     "HubRestartedEvent",
+    "HubSilentEvent",
     "Info",
     "JobEventMessage",
     "LinkLostEvent",
@@ -308,6 +309,14 @@ class LinkLostEvent(_HubEvent):
     reason: str
 
 
+class HubSilentEvent(_HubEvent):
+    """The hub, its port still open, stopped answering (10 s with a request waiting, or three
+    requests in a row unanswered after their resends); a job running on it ends ``failed``."""
+
+    kind: Literal["hub_silent"] = "hub_silent"
+    reason: str
+
+
 class LinkUpEvent(_HubEvent):
     kind: Literal["link_up"] = "link_up"
     reopened: bool = Field(description="True when the link had been lost before")
@@ -332,6 +341,7 @@ HubEventBody = Annotated[
     | DeviceLogChangedEvent
     | HubRestartedEvent
     | LinkLostEvent
+    | HubSilentEvent
     | LinkUpEvent
     | UnknownHubEvent,
     Field(discriminator="kind"),

@@ -100,14 +100,16 @@ class Birth:
 
     def rebirth_soon(self) -> None:
         """Publish everything again (``request/rebirth``) from a task of its own."""
-        self._tasks.append(asyncio.create_task(self._rebirth()))
+        self._tasks.append(asyncio.create_task(self.rebirth()))
 
-    async def _rebirth(self) -> None:
+    async def rebirth(self) -> None:
+        """Publish the state, the birth and every result of this run again."""
         await self._link.publish_if_connected(
             self._topics.state, state_payload("online", self._link.session), retain=True
         )
         await self.publish()
-        for job_id, result in self._results().items():
+        # A copy: a job may finish (adding its result) while this loop waits on a publish.
+        for job_id, result in list(self._results().items()):
             await self._link.publish_if_connected(
                 self._topics.job_result(job_id), to_payload(result), retain=True
             )

@@ -4,6 +4,7 @@ Hub state and events -> publications. Every event a hub reports is published on 
 hub's events topic whether or not a job runs (naming the job when one does), and the
 little the daemon keeps about each hub (WAN state, last RSSI, why the link is down) is
 noted from those events for the status answer, the availability birth and the metrics.
+Each hub's forwarder is a background task that the daemon's supervisor restarts if it fails.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gatewayd.config.kit import HubPort
 from gatewayd.contract import HubEventMessage, StampFields, Topics, hub_event_message
 from gatewayd.daemon.publisher import Publisher
+from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.engine.outcomes import enum_label
 from gatewayd_drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
 from gatewayd_drivers.commshub.messages import WanStateChanged
@@ -102,10 +105,12 @@ class Hubs:
     def up_count(self) -> int:
         return sum(1 for rt in self._runtimes.values() if rt.client.connected)
 
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn = unsupervised) -> None:
         for rt in self._runtimes.values():
             await rt.client.start()
-            self._tasks.append(asyncio.create_task(self._forward(rt)))
+            self._tasks.append(
+                spawn(Task.HUB_EVENTS, partial(self._forward, rt), name=f"hub_events {rt.name}")
+            )
 
     def stop_forwarding(self) -> None:
         """Stop publishing hub events (the link is going down); the clients stay open."""

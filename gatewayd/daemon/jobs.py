@@ -1,9 +1,12 @@
 """The daemon's jobs: one commissioning job per hub at a time, its steps and result out.
 
-Verdict -> publications. A started job is written to the journal, runs the engine on its
-hub, and ends with a result document (retained) and, for an abort, an abort notice, both
-through the outbox; a job that crashes, or that a previous run of the kit left unfinished,
-still gets a ``failed`` result, so no back office waits forever. DCC notices reach the
+Verdict -> publications. A started job is written to the journal and the job ledger, runs
+the engine on its hub, and ends with a result document (retained) and, for an abort, an
+abort notice, both queued in one transaction that also marks the job settled in the
+ledger; a job that crashes, or that a previous run of the kit left unfinished (and did not
+settle), still gets a ``failed`` result, so no back office waits forever. A job id runs
+once: the ledger remembers ids across restarts. A disk that refuses to record a job gets
+its ``start_job`` a ``storage_error``, and the id stays usable. DCC notices reach the
 running jobs they concern.
 """
 
@@ -26,6 +29,7 @@ from gatewayd.contract import (
     DccNoticeMessage,
     ErrorCode,
     ErrorResponse,
+    StampFields,
     StartJobRequest,
     StartJobResponse,
     Topics,
@@ -33,8 +37,9 @@ from gatewayd.contract import (
     job_event_message,
 )
 from gatewayd.daemon.hubs import HubRuntime, Hubs
-from gatewayd.daemon.job_journal import JobJournal
+from gatewayd.daemon.job_journal import JobJournal, JournalError
 from gatewayd.daemon.metrics import Metrics
+from gatewayd.daemon.outbox import Outbox, OutboxError
 from gatewayd.daemon.publisher import Publisher
 from gatewayd.engine.commissioning import run_job
 from gatewayd.engine.dcc import DccInput
@@ -72,6 +77,7 @@ class JobRunner:
         topics: Topics,
         publisher: Publisher,
         journal: JobJournal,
+        ledger: Outbox,
         metrics: Metrics,
         surveys: Callable[[], StoredSurveys],
         on_change: Callable[[], None],
@@ -83,11 +89,13 @@ class JobRunner:
         self._topics = topics
         self._publisher = publisher
         self._journal = journal
+        self._ledger = ledger
         self._metrics = metrics
         self._surveys = surveys
         self._on_change = on_change
         self._running: dict[str, JobHandle] = {}  # by hub name
         self._results: dict[str, ResultDocument] = {}
+        # Ids this run started or found settled; the ledger has every id of earlier runs.
         self._seen: set[str] = set()
         self._accepting = True
 
@@ -136,7 +144,11 @@ class JobRunner:
                 ErrorCode.HUB_BUSY,
                 f"hub: {hub_name} is running job {busy.job.job_id}; cancel it or wait",
             )
-        if job.job_id in self._seen:
+        try:
+            known = job.job_id in self._seen or self._ledger.job(job.job_id) is not None
+        except OutboxError as exc:
+            return ErrorResponse.refusing(req, ErrorCode.STORAGE_ERROR, f"storage: {exc}")
+        if known:
             return ErrorResponse.refusing(
                 req, ErrorCode.JOB_EXISTS, f"job.job_id: {job.job_id} already ran on this kit"
             )
@@ -146,8 +158,11 @@ class JobRunner:
             return ErrorResponse.refusing(req, ErrorCode.INVALID_REQUEST, str(exc))
         handle = JobHandle(job=job, hub=hub_name, started_at=self._clock.wall())
         handle.dcc = DccInput(job.job_id)
+        refused = self._record_start(handle)
+        if refused is not None:
+            _log.warning("job refused, not recorded job=%s reason=%r", job.job_id, refused)
+            return ErrorResponse.refusing(req, ErrorCode.STORAGE_ERROR, refused)
         self._seen.add(job.job_id)
-        self._journal.begin(job, hub_name, handle.started_at)
         self._running[hub_name] = handle
         self._on_change()
         handle.task = asyncio.create_task(self._run(rt, handle), name=f"job {job.job_id}")
@@ -159,6 +174,22 @@ class JobRunner:
             events_topic=self._topics.job_events(job.job_id),
             result_topic=self._topics.job_result(job.job_id),
         )
+
+    def _record_start(self, handle: JobHandle) -> str | None:
+        """Write the job to the journal and the ledger before it runs: None when both took
+        it, else why not, with neither left holding it (the id stays usable)."""
+        job_id = handle.job.job_id
+        try:
+            self._journal.begin(handle.job, handle.hub, handle.started_at)
+        except JournalError as exc:
+            return f"storage: {exc}"
+        try:
+            self._ledger.begin_job(job_id, handle.started_at)
+        except OutboxError as exc:
+            # Removing a file needs no free space, so this undo works on a full disk.
+            self._journal.end(job_id)
+            return f"storage: {exc}"
+        return None
 
     def cancel(self, req: CancelJobRequest) -> CancelJobResponse | ErrorResponse:
         for handle in self.running():
@@ -191,16 +222,34 @@ class JobRunner:
     # --- lifecycle -------------------------------------------------------------------------
 
     def settle_interrupted(self) -> None:
-        """Jobs a previous run left unfinished get a ``failed`` result, so none waits forever."""
+        """Jobs a previous run left unfinished get a ``failed`` result, so none waits forever;
+        a job whose result that run had already queued keeps it, and only loses its entry."""
         for left in self._journal.interrupted():
-            self._seen.add(left.job.job_id)
-            _log.warning("job interrupted by a stop of the kit job=%s", left.job.job_id)
+            job_id = left.job.job_id
+            self._seen.add(job_id)
+            if self._settled_before(job_id):
+                _log.info("job result queued before the stop, journal entry cleared job=%s", job_id)
+                self._journal.end(job_id)
+                continue
+            _log.warning("job interrupted by a stop of the kit job=%s", job_id)
             self._publish_failed(
                 left.job,
                 left.hub,
                 left.started_at,
                 "the kit stopped while this job ran (power cut or crash); run the job again",
             )
+
+    def _settled_before(self, job_id: str) -> bool:
+        try:
+            record = self._ledger.job(job_id)
+        except OutboxError as exc:
+            # Unknown: a second result (the back office keys results by job id) is better than
+            # a job that never gets one.
+            _log.warning(
+                "job ledger unreadable, settling the job job=%s error=%r", job_id, str(exc)
+            )
+            return False
+        return record is not None and record.settled
 
     async def stop(self, timeout_s: float) -> None:
         """Take no new job, and give the running ones ``timeout_s`` to record a result."""
@@ -228,42 +277,58 @@ class JobRunner:
             )
 
         try:
-            run = await run_job(
-                handle.job,
-                self._kit(),
-                rt.client,
-                clock=self._clock,
-                dcc=handle.dcc,
-                cancel=handle.cancel,
-                cancelled_by=lambda: handle.cancelled_by,
-                sinks=[sink],
-                surveys=self._surveys(),
-            )
-        except Exception as exc:
-            _log.exception("job crashed job=%s", job_id)
-            reason = f"internal error: {exc}"
-            self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
+            try:
+                run = await run_job(
+                    handle.job,
+                    self._kit(),
+                    rt.client,
+                    clock=self._clock,
+                    dcc=handle.dcc,
+                    cancel=handle.cancel,
+                    cancelled_by=lambda: handle.cancelled_by,
+                    sinks=[sink],
+                    surveys=self._surveys(),
+                )
+            except Exception as exc:
+                _log.exception("job crashed job=%s", job_id)
+                reason = f"internal error: {exc}"
+                self._publish_failed(handle.job, handle.hub, handle.started_at, reason)
+                return
+            self._metrics.record_job(run.facts, run.verdict)
+            self._publish_result(run.result, handle.hub)
+        finally:
+            # Whatever became of the result, the hub is free for the next job.
             self._finished(handle)
-            return
-        self._metrics.record_job(run.facts, run.verdict)
-        self._publish_result(run.result, handle.hub)
-        self._finished(handle)
 
     def _finished(self, handle: JobHandle) -> None:
         del self._running[handle.hub]
         self._on_change()
 
     def _publish_result(self, result: ResultDocument, hub: str) -> None:
-        """Queue a job's result (and its abort notice), then forget that the job was running."""
+        """Queue a job's result (and its abort notice) and settle the job, then forget that
+        it was running."""
         self._results[result.job_id] = result
-        self._publisher.emit_result(self._topics.job_result(result.job_id), result)
+        notices: list[tuple[str, Callable[[StampFields], AbortNotice]]] = []
         if result.abort is not None:
-            self._publisher.emit(
-                self._topics.aborts,
-                lambda st: _required(abort_notice(result, hub=hub, topics=self._topics, stamp=st)),
+            notices.append(
+                (
+                    self._topics.aborts,
+                    lambda st: _required(
+                        abort_notice(result, hub=hub, topics=self._topics, stamp=st)
+                    ),
+                )
             )
-        self._journal.end(result.job_id)
-        _log.info("job finished job=%s outcome=%s", result.job_id, result.outcome.value)
+        job_id = result.job_id
+        self._publisher.emit_result(
+            self._topics.job_result(job_id),
+            result,
+            settles=job_id,
+            then=notices,
+            # While the disk refuses the result, the entry stays: should the kit stop before
+            # it is stored, the next start still owes the job a result.
+            on_settled=lambda: self._journal.end(job_id),
+        )
+        _log.info("job finished job=%s outcome=%s", job_id, result.outcome.value)
 
     def _publish_failed(self, job: Job, hub: str, started_at: datetime, reason: str) -> None:
         facts = RunFacts(

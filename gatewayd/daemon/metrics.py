@@ -23,12 +23,14 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from gatewayd import __version__
+from gatewayd.daemon.supervisor import Task
 from gatewayd.engine.outcomes import RunFacts
 from gatewayd.engine.verdict import AbortCode, Outcome, Verdict
 from gatewayd_drivers.commshub.client import HubClientStats
 
 __all__ = [
     "DURATION_BUCKETS_S",
+    "MEMORY_DROPS",
     "HubReading",
     "KitReading",
     "Metrics",
@@ -40,6 +42,10 @@ __all__ = [
 DURATION_BUCKETS_S = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 
 LINKS = ("wan", "han")
+
+# The ``reason`` of events dropped from memory while the disk refused writes (the other
+# reasons are the outbox's own bounds).
+MEMORY_DROPS = "memory"
 
 
 class ProbeResult:
@@ -70,6 +76,7 @@ class KitReading:
     outbox_oldest_age_s: float
     outbox_dropped: Mapping[str, int]
     jobs_running: int
+    outbox_memory_messages: int = 0
 
 
 class _LiveCollector(Collector):
@@ -99,12 +106,17 @@ class _LiveCollector(Collector):
             "Age of the oldest queued message (0 when the outbox is empty)",
             kit.outbox_oldest_age_s,
         )
+        yield _gauge(
+            "gatewayd_outbox_memory_messages",
+            "Messages held in memory because the disk refused them (lost if the daemon stops)",
+            kit.outbox_memory_messages,
+        )
         dropped = CounterMetricFamily(
             "gatewayd_outbox_dropped",
             "Queued messages an outbox bound dropped, by the bound",
             labels=["reason"],
         )
-        for reason, n in sorted(kit.outbox_dropped.items()):
+        for reason, n in sorted({MEMORY_DROPS: 0, **kit.outbox_dropped}.items()):
             dropped.add_metric([reason], n)
         yield dropped
         yield _gauge("gatewayd_jobs_running", "Commissioning jobs running now", kit.jobs_running)
@@ -189,6 +201,12 @@ class Metrics:
         self.aborts = Counter(
             "gatewayd_aborts", "Jobs aborted, by SMETS abort reason", ["reason"], registry=r
         )
+        self.task_failures = Counter(
+            "gatewayd_task_failures",
+            "Failures of a background task, each followed by a restart after a backoff",
+            ["task"],
+            registry=r,
+        )
         for link in LINKS:
             self.establish_seconds.labels(link)
             for result in ProbeResult.ALL:
@@ -197,6 +215,8 @@ class Metrics:
             self.jobs.labels(outcome.value)
         for code in AbortCode:
             self.aborts.labels(code.value)
+        for task in Task:
+            self.task_failures.labels(task.value)
         ProcessCollector(registry=r)
         if read is not None:
             r.register(_LiveCollector(read))
@@ -227,6 +247,10 @@ class Metrics:
                 self._probe(
                     "han", ProbeResult.INTERRUPTED if stopped else ProbeResult.NOT_ESTABLISHED
                 )
+
+    def count_task_failure(self, task: Task) -> None:
+        """A supervised background task failed (it is restarted)."""
+        self.task_failures.labels(task.value).inc()
 
     def _probe(self, link: str, result: str) -> None:
         self.probe_attempts.labels(link, result).inc()

@@ -35,6 +35,7 @@ import aiomqtt
 
 from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
 from gatewayd.daemon.session_takeover import TakeoverWatch, reason_code_of
+from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.logfmt import redact_value
 from gatewayd_drivers.backoff import Backoff
 
@@ -82,11 +83,18 @@ class SessionCounter:
     A number is reserved (written and fsynced) before a connection is tried, so
     a crash right after connecting can never reuse it; a connection attempt
     that fails keeps its reservation for the next attempt.
+
+    A disk that refuses the write (full, failing, out of file descriptors) never
+    stops a connection: the number is then kept in memory only, above the one on
+    disk and above every number this run used, with a warning, and the next
+    reservation writes again. Only a restart before the disk works again can
+    reuse such a number.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._unused: int | None = None
+        self._highest = 0  # the highest number this run reserved
 
     def current(self) -> int:
         try:
@@ -104,16 +112,42 @@ class SessionCounter:
     def reserve(self) -> int:
         if self._unused is not None:
             return self._unused
-        value = self.current() + 1
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{value}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            on_disk = self.current()
+        except OSError as exc:
+            on_disk = 0
+            self._warn(self._highest + 1, exc)
+        value = max(on_disk, self._highest) + 1
+        try:
+            self._write(value)
+        except OSError as exc:
+            self._warn(value, exc)
+        self._highest = value
         self._unused = value
         return value
+
+    def _write(self, value: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(f"{value}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def _warn(self, value: int, exc: OSError) -> None:
+        _log.warning(
+            "MQTT session counter not on disk, using a number kept in memory session=%d "
+            "file=%s error=%r",
+            value,
+            self.path,
+            exc.strerror or str(exc),
+        )
 
     def used(self) -> None:
         """The reserved number went out on a connection: the next one is new."""
@@ -171,10 +205,10 @@ class MqttLink:
             return False
         return True
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn = unsupervised) -> None:
         if self._runner is None:
             self._stopping.clear()
-            self._runner = asyncio.create_task(self._run(), name="mqtt-link")
+            self._runner = spawn(Task.MQTT_LINK, self._run)
 
     async def stop(self) -> None:
         """Publish ``offline`` (when connected), disconnect cleanly, stop reconnecting."""

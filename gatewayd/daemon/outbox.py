@@ -26,12 +26,18 @@ running commentary, and a gap in their ``seq`` shows what was lost. The age boun
 not space pressure, so it applies to every kind alike. Every drop is counted by reason in
 ``dropped_total``, which is stored in the same transaction as the drop and so survives restarts.
 
-A database file that SQLite reports as corrupt (or not a database) is moved aside to
-``<name>.corrupt-<UTC time>`` together with its ``-wal`` and ``-shm`` files, an ERROR line is
-logged, and a fresh outbox is started: a kit in the field must keep recording new jobs, and the
-old file stays for anyone who wants to dig in it. Any other failure to open (permissions, a
-missing directory, a full disk, a schema from a newer gatewayd) raises ``OutboxError`` naming the
-file, never a bare sqlite3 traceback; every later sqlite3 failure is an ``OutboxError`` too.
+The same file holds the job ledger (``job_ledger``: every job id the kit ran, and whether its
+result is queued). ``append_all(..., settles=job_id)`` queues a job's result and marks the job
+settled in one transaction, so no crash can separate the two.
+
+A database file that SQLite reports as corrupt (or not a database), or an empty one beside a
+non-empty ``-wal`` file (which SQLite would silently open as a new database, dropping the
+log), is moved aside to ``<name>.corrupt-<UTC time>`` together with its ``-wal`` and ``-shm``
+files, an ERROR line is logged, and a fresh outbox is started: a kit in the field must keep
+recording new jobs, and the old file stays for anyone who wants to dig in it. Any other
+failure to open (permissions, a missing directory, a full disk, a schema from a newer gatewayd)
+raises ``OutboxError`` naming the file, never a bare sqlite3 traceback; every later sqlite3
+failure is an ``OutboxError`` too.
 
 Why the calls are synchronous, on the event loop: the daemon has one asyncio loop and publishes a
 few messages per job step, not telemetry. One ``append`` is one small transaction and one fsync
@@ -52,7 +58,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -60,11 +66,14 @@ from pathlib import Path
 from types import TracebackType
 
 from gatewayd.clock import Clock
+from gatewayd.daemon import job_ledger
+from gatewayd.daemon.job_ledger import JobRecord
 
 __all__ = [
     "SCHEMA_VERSION",
     "DropReason",
     "MessageKind",
+    "NewMessage",
     "Outbox",
     "OutboxEntry",
     "OutboxError",
@@ -123,7 +132,11 @@ _SCHEMA = (
         reason TEXT PRIMARY KEY,
         total INTEGER NOT NULL
     )""",
+    *job_ledger.SCHEMA,
 )
+
+# Above any id SQLite hands out: "protect nothing" for the bounds' keep_from.
+_NO_ID = 2**63 - 1
 
 
 class OutboxError(Exception):
@@ -146,6 +159,18 @@ class DropReason(StrEnum):
     COUNT = "count"
     BYTES = "bytes"
     AGE = "age"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One publication to queue with ``Outbox.append_all``; see ``Outbox.append``."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    kind: MessageKind = MessageKind.EVENT
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +223,8 @@ class Outbox:
         max_messages: int = DEFAULT_MAX_MESSAGES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        max_job_ids: int = job_ledger.DEFAULT_MAX_IDS,
+        max_job_age_s: float = job_ledger.DEFAULT_MAX_AGE_S,
     ) -> None:
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
@@ -205,10 +232,16 @@ class Outbox:
             raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
         if not max_age_s > 0:
             raise ValueError(f"max_age_s must be greater than 0, got {max_age_s}")
+        if max_job_ids < 1:
+            raise ValueError(f"max_job_ids must be at least 1, got {max_job_ids}")
+        if not max_job_age_s > 0:
+            raise ValueError(f"max_job_age_s must be greater than 0, got {max_job_age_s}")
         self.path = Path(path)
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self.max_job_ids = max_job_ids
+        self.max_job_age_s = max_job_age_s
         self._clock = clock
         #: Where a corrupt file found at open was moved to, or None.
         self.recovered_from: Path | None = None
@@ -238,6 +271,8 @@ class Outbox:
         try:
             # Entries over the age bound while the kit was off go now, not at the next append.
             self.prune()
+            with self._transaction(durable=False, doing="prune the job ledger"):
+                self._prune_jobs_in_txn()
         except BaseException:
             self._conn.close()
             raise
@@ -246,6 +281,10 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         existed = self.path.exists()
+        if existed and _empty_beside_a_log(self.path):
+            # SQLite would take the empty file for a new database and discard the log, and
+            # with it every message queued there, without a word.
+            raise _Corrupt("empty database file beside a non-empty write-ahead log")
         try:
             # isolation_level=None: transactions are our explicit BEGIN/COMMIT, so no statement
             # runs in a transaction Python opened behind our back.
@@ -349,54 +388,85 @@ class Outbox:
         made, for the age bound. Goes over a bound: older entries are dropped, never this one.
         A message larger than ``max_bytes`` on its own is refused with ``ValueError``.
         """
-        if not topic:
+        message = NewMessage(topic, payload, qos, retain, kind, created_at)
+        return self.append_all([message])[0]
+
+    def append_all(
+        self, messages: Sequence[NewMessage], *, settles: str | None = None
+    ) -> list[OutboxEntry]:
+        """Queue several publications in one transaction: all are on disk, or none is.
+
+        ``settles`` names a job this queues the result of: it is marked settled in the job
+        ledger in the same transaction, so a crash can never leave a queued result with its
+        job still owed one (nor the reverse). The rules of ``append`` apply to each message;
+        the bounds drop none of them, and together they must fit in ``max_bytes``.
+        """
+        rows = [self._row(m) for m in messages]
+        total = sum(row[-1] for row in rows)
+        if total > self.max_bytes:
+            raise ValueError(
+                f"{len(rows)} message(s) of {total} bytes are larger than the whole outbox "
+                f"(max_bytes={self.max_bytes})"
+            )
+        entries: list[OutboxEntry] = []
+        with self._transaction(durable=True, doing="append"):
+            for topic, payload, qos, retain, kind, when, size in rows:
+                cur = self._conn.execute(
+                    "INSERT INTO messages (topic, payload, qos, retain, kind, precedence,"
+                    " created_at, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        topic,
+                        payload,
+                        qos,
+                        int(retain),
+                        kind.value,
+                        _PRECEDENCE[kind],
+                        when.timestamp(),
+                        size,
+                    ),
+                )
+                new_id = cur.lastrowid
+                assert new_id is not None
+                self._depth += 1
+                self._bytes += size
+                entries.append(
+                    OutboxEntry(
+                        id=new_id,
+                        topic=topic,
+                        payload=payload,
+                        qos=qos,
+                        retain=retain,
+                        kind=kind,
+                        created_at=when.astimezone(UTC),
+                        attempts=0,
+                        from_earlier_run=False,
+                    )
+                )
+            keep_from = entries[0].id if entries else _NO_ID
+            self._prune_in_txn(keep_from=keep_from)
+            self._enforce_space(keep_from=keep_from)
+            if settles is not None:
+                job_ledger.record_settled(self._conn, settles, self._clock.wall().timestamp())
+        return entries
+
+    def _row(self, m: NewMessage) -> tuple[str, bytes, int, bool, MessageKind, datetime, int]:
+        """A message checked and completed for its INSERT; ``ValueError`` when it is wrong."""
+        if not m.topic:
             raise ValueError("topic must not be empty")
-        if qos not in (1, 2):
+        if m.qos not in (1, 2):
             # The entry leaves the outbox on the broker's acknowledgement, which QoS 0 lacks.
-            raise ValueError(f"qos must be 1 or 2 for a queued message, got {qos}")
-        payload = bytes(payload)
-        kind = MessageKind(kind)
-        when = created_at if created_at is not None else self._clock.wall()
+            raise ValueError(f"qos must be 1 or 2 for a queued message, got {m.qos}")
+        payload = bytes(m.payload)
+        when = m.created_at if m.created_at is not None else self._clock.wall()
         if when.tzinfo is None:
             raise ValueError("created_at must be timezone-aware")
-        size = _size(topic, payload)
+        size = _size(m.topic, payload)
         if size > self.max_bytes:
             raise ValueError(
                 f"message of {size} bytes is larger than the whole outbox (max_bytes="
                 f"{self.max_bytes})"
             )
-        with self._transaction(durable=True, doing="append"):
-            cur = self._conn.execute(
-                "INSERT INTO messages (topic, payload, qos, retain, kind, precedence, created_at,"
-                " size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    topic,
-                    payload,
-                    qos,
-                    int(retain),
-                    kind.value,
-                    _PRECEDENCE[kind],
-                    when.timestamp(),
-                    size,
-                ),
-            )
-            new_id = cur.lastrowid
-            assert new_id is not None
-            self._depth += 1
-            self._bytes += size
-            self._prune_in_txn(keep=new_id)
-            self._enforce_space(keep=new_id)
-        return OutboxEntry(
-            id=new_id,
-            topic=topic,
-            payload=payload,
-            qos=qos,
-            retain=retain,
-            kind=kind,
-            created_at=when.astimezone(UTC),
-            attempts=0,
-            from_earlier_run=False,
-        )
+        return (m.topic, payload, m.qos, m.retain, MessageKind(m.kind), when, size)
 
     def pending(self, limit: int = 100, *, after: int = 0) -> list[OutboxEntry]:
         """Up to ``limit`` unacknowledged entries with an id above ``after``, oldest first."""
@@ -453,8 +523,38 @@ class Outbox:
         """Drop every entry older than ``max_age_s``; returns how many went."""
         before = self._dropped[DropReason.AGE]
         with self._transaction(durable=False, doing="prune"):
-            self._prune_in_txn(keep=None)
+            self._prune_in_txn(keep_from=_NO_ID)
         return self._dropped[DropReason.AGE] - before
+
+    # -- the job ledger (see job_ledger) -----------------------------------------------------
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """What the ledger knows of ``job_id``: None for an id this kit never ran."""
+        try:
+            return job_ledger.lookup(self._conn, job_id)
+        except sqlite3.Error as exc:
+            raise self._error("cannot read the job ledger", exc) from None
+
+    def begin_job(self, job_id: str, started_at: datetime) -> bool:
+        """Record, durably, that ``job_id`` is about to run; False if the id is known already.
+
+        Ids past the ledger's bounds are forgotten in the same transaction.
+        """
+        with self._transaction(durable=True, doing="record the job's start"):
+            self._prune_jobs_in_txn()
+            return job_ledger.record_start(self._conn, job_id, started_at.timestamp())
+
+    def forget_job(self, job_id: str) -> None:
+        """Take back ``begin_job`` for a job that could not start after all (never a settled
+        one), so that its id stays usable."""
+        with self._transaction(durable=True, doing="forget the job's start"):
+            job_ledger.forget(self._conn, job_id)
+
+    def settle_job(self, job_id: str) -> None:
+        """Mark ``job_id`` settled without queueing anything: its result went out from memory
+        while the disk refused it (``append_all(..., settles=...)`` is the usual way)."""
+        with self._transaction(durable=True, doing="record the job's end"):
+            job_ledger.record_settled(self._conn, job_id, self._clock.wall().timestamp())
 
     # -- gauges and counters -----------------------------------------------------------------
 
@@ -522,30 +622,38 @@ class Outbox:
                 raise self._error(f"cannot {doing}", exc) from None
             raise
 
-    def _prune_in_txn(self, *, keep: int | None) -> None:
+    def _prune_jobs_in_txn(self) -> None:
+        job_ledger.prune(
+            self._conn,
+            now=self._clock.wall().timestamp(),
+            max_age_s=self.max_job_age_s,
+            max_ids=self.max_job_ids,
+        )
+
+    def _prune_in_txn(self, *, keep_from: int) -> None:
         cutoff = self._clock.wall().timestamp() - self.max_age_s
         n, size = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
-            " WHERE created_at < ? AND id IS NOT ?",
-            (cutoff, keep),
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE created_at < ? AND id < ?",
+            (cutoff, keep_from),
         ).fetchone()
         if not n:
             return
         self._conn.execute(
-            "DELETE FROM messages WHERE created_at < ? AND id IS NOT ?", (cutoff, keep)
+            "DELETE FROM messages WHERE created_at < ? AND id < ?", (cutoff, keep_from)
         )
         self._depth -= int(n)
         self._bytes -= int(size)
         self._count_drops(DropReason.AGE, int(n))
 
-    def _enforce_space(self, *, keep: int) -> None:
+    def _enforce_space(self, *, keep_from: int) -> None:
         if self._depth <= self.max_messages and self._bytes <= self.max_bytes:
             return
         victims: dict[DropReason, list[int]] = {DropReason.COUNT: [], DropReason.BYTES: []}
-        # Events oldest first, then results oldest first; the new entry is never a victim, and
-        # max_bytes >= its size (checked in append) so it alone always fits.
+        # Events oldest first, then results oldest first; the new entries (ids from keep_from
+        # on) are never victims, and max_bytes >= their size (checked in append_all) so they
+        # alone always fit.
         cur = self._conn.execute(
-            "SELECT id, size FROM messages WHERE id != ? ORDER BY precedence, id", (keep,)
+            "SELECT id, size FROM messages WHERE id < ? ORDER BY precedence, id", (keep_from,)
         )
         try:
             for entry_id, size in cur:
@@ -590,6 +698,19 @@ class Outbox:
                 self._depth,
                 self._bytes,
             )
+
+
+def _empty_beside_a_log(path: Path) -> bool:
+    """The database file is empty while its ``-wal`` file is not: damage, never a fresh file.
+
+    SQLite writes a new database's first page before its first log frame, so an empty file
+    with a log beside it is what a crash of the filesystem (or a full disk) leaves.
+    """
+    try:
+        return path.stat().st_size == 0 and path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        # No log, or a file that cannot be looked at: connecting says what is wrong.
+        return False
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -71,11 +71,8 @@ class RequestHandler:
             _log.debug("empty message ignored topic=%r", message.topic)
             return
         if message.retain:
-            _log.warning(
-                "retained message ignored topic=%r (only live messages act: publish requests "
-                "and DCC notices not retained)",
-                message.topic,
-            )
+            # Only live messages act: publish requests and DCC notices not retained.
+            _log.warning("retained message ignored topic=%r", message.topic)
             return
         if isinstance(where, RequestTopic):
             response = self.answer(where.command, message.payload)

@@ -34,6 +34,7 @@ from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.request_handler import RequestHandler
 from gatewayd.daemon.sd_notify import Notifier
 from gatewayd.daemon.status import KitStatus, StatusReporter
+from gatewayd.daemon.supervisor import Supervisor, Task
 from gatewayd.daemon.survey_service import SurveyService
 
 __all__ = ["Daemon", "main_run"]
@@ -81,6 +82,8 @@ class Daemon:
             presence=state_payload,
         )
         self._publisher = Publisher(self._outbox, self._link, clock)
+        self._metrics = Metrics(read=lambda: self._status.reading())
+        self._supervisor = Supervisor(on_failure=self._metrics.count_task_failure)
         self._notifier = notifier or Notifier()
         self._reporter = StatusReporter(self.status_line, self._notifier)
         # The hubs name the job running on them, and the jobs run on the hubs: each part
@@ -93,7 +96,6 @@ class Daemon:
             on_link_change=self._on_hub_link_change,
         )
         self._surveys = SurveyService(kit, clock, topics, self._publisher, self._hubs.client)
-        self._metrics = Metrics(read=lambda: self._status.reading())
         self._jobs = JobRunner(
             kit=lambda: self._kit,
             hubs=self._hubs,
@@ -101,12 +103,18 @@ class Daemon:
             topics=topics,
             publisher=self._publisher,
             journal=JobJournal(mqtt.state_dir / "jobs"),
+            ledger=self._outbox,
             metrics=self._metrics,
             surveys=self._surveys.source,
             on_change=self._reporter.touch,
         )
         self._status = KitStatus(
-            hubs=self._hubs, jobs=self._jobs, link=self._link, outbox=self._outbox, clock=clock
+            hubs=self._hubs,
+            jobs=self._jobs,
+            link=self._link,
+            outbox=self._outbox,
+            publisher=self._publisher,
+            clock=clock,
         )
         self._birth = Birth(
             kit_id=mqtt.kit_id,
@@ -161,10 +169,11 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.metrics_server is not None:
             await self.metrics_server.start()
-        await self._hubs.start()
+        spawn = self._supervisor.spawn
+        await self._hubs.start(spawn)
         self._jobs.settle_interrupted()
-        self._publisher.start()
-        self._link.start()
+        self._publisher.start(spawn)
+        self._link.start(spawn)
         _log.info(
             "gatewayd running kit_id=%s hubs=%s broker=%s:%d metrics=%s",
             self._mqtt.kit_id,
@@ -176,7 +185,7 @@ class Daemon:
         self._notifier.ready(self.status_line())
         self._notifier.start_watchdog()
         self.serving.set()
-        self._reporter_task = asyncio.create_task(self._reporter.run())
+        self._reporter_task = spawn(Task.STATUS_REPORTER, self._reporter.run)
         await self._stop.wait()
         await self._shutdown()
 
@@ -205,7 +214,7 @@ class Daemon:
         self._notifier.stopping("stopping: ending running jobs and flushing the outbox")
         await self._jobs.stop(STOP_JOBS_TIMEOUT_S)
         if not await self._publisher.flush(STOP_FLUSH_TIMEOUT_S):
-            _log.warning("stopping with %d message(s) still queued", self._outbox.depth())
+            _log.warning("stopping with %d message(s) still queued", self._publisher.waiting())
         await self._surveys.stop()
         await self._publisher.stop()
         await self._link.stop()

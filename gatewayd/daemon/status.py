@@ -2,8 +2,9 @@
 the metrics.
 
 Lifecycle side of the daemon. ``KitStatus`` reads the hubs, the running jobs, the MQTT link
-and the outbox at the moment it is asked; ``StatusReporter`` sends systemd the line when it
-changes, at once after a job or link change and otherwise every few seconds.
+and what waits for the broker (in the outbox, or in memory while the disk refuses writes) at
+the moment it is asked; ``StatusReporter`` sends systemd the line when it changes, at once
+after a job or link change and otherwise every few seconds.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from gatewayd.contract import (
 )
 from gatewayd.daemon.hubs import Hubs
 from gatewayd.daemon.jobs import JobRunner
-from gatewayd.daemon.metrics import HubReading, KitReading
+from gatewayd.daemon.metrics import MEMORY_DROPS, HubReading, KitReading
 from gatewayd.daemon.mqtt_link import MqttLink
 from gatewayd.daemon.outbox import Outbox
+from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.sd_notify import Notifier
 
 __all__ = ["KitStatus", "StatusReporter"]
@@ -39,12 +41,20 @@ STATUS_EVERY_S = 5.0
 
 class KitStatus:
     def __init__(
-        self, *, hubs: Hubs, jobs: JobRunner, link: MqttLink, outbox: Outbox, clock: Clock
+        self,
+        *,
+        hubs: Hubs,
+        jobs: JobRunner,
+        link: MqttLink,
+        outbox: Outbox,
+        publisher: Publisher,
+        clock: Clock,
     ) -> None:
         self._hubs = hubs
         self._jobs = jobs
         self._link = link
         self._outbox = outbox
+        self._publisher = publisher
         self._clock = clock
 
     def line(self) -> str:
@@ -52,13 +62,13 @@ class KitStatus:
         busy = [f"{h.job.job_id} on {h.hub}" for h in self._jobs.running()]
         doing = f"running {', '.join(busy)}" if busy else "idle"
         mqtt = "MQTT connected" if self._link.connected else "MQTT down"
-        depth = self._outbox.depth()
+        depth = self._publisher.waiting()
         queued = f", {depth} queued" if depth else ""
         return f"{doing}; {mqtt}{queued}; hubs {self._hubs.up_count()}/{len(self._hubs)} up"
 
     def response(self, req: StatusRequest) -> StatusResponse:
-        oldest_age = self._outbox.oldest_age_s()
-        depth = self._outbox.depth()
+        oldest_age = self._publisher.oldest_age_s()
+        depth = self._publisher.waiting()
         return StatusResponse(
             transaction=req.transaction,
             session=self._link.session,
@@ -96,14 +106,18 @@ class KitStatus:
             mqtt_connected=self._link.connected,
             mqtt_session_takeovers=self._link.takeovers,
             outbox_depth=self._outbox.depth(),
-            outbox_oldest_age_s=self._outbox.oldest_age_s(),
-            outbox_dropped={r.value: n for r, n in self._outbox.dropped_total.items()},
+            outbox_oldest_age_s=self._publisher.oldest_age_s(),
+            outbox_dropped={
+                **{r.value: n for r, n in self._outbox.dropped_total.items()},
+                MEMORY_DROPS: self._publisher.dropped_held,
+            },
             jobs_running=self._jobs.count(),
+            outbox_memory_messages=self._publisher.held(),
         )
 
     def queued(self) -> int:
-        """Messages waiting in the outbox for the broker."""
-        return self._outbox.depth()
+        """Messages waiting for the broker, in the outbox or in memory."""
+        return self._publisher.waiting()
 
 
 class StatusReporter:

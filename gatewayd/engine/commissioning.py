@@ -104,7 +104,13 @@ class _Stages:
         self.wan_probe = WanProbe(self.hub, self.clock, self.timing, self.report)
         wan = await self.wan_probe.run()
         if not wan.established:
-            if self.wan_probe.link_down:
+            if self.wan_probe.silence is not None:
+                self.failure = Failed(
+                    f"the hub stopped answering during the WAN probe: "
+                    f"{self.wan_probe.silence.reason}",
+                    "wan",
+                )
+            elif self.wan_probe.link_down:
                 self.failure = Failed(
                     f"lost contact with the hub during the WAN probe: {wan.error}", "wan"
                 )
@@ -113,7 +119,12 @@ class _Stages:
             self.hub, self.clock, self.timing, list(self.job.devices), self.report
         )
         self.han = await self.han_probe.run()
-        if self.han_probe.link_down and not all(d.joined for d in self.han.devices if d.required):
+        if self.han_probe.silence is not None:
+            self.failure = Failed(
+                f"the hub stopped answering during the HAN probe: {self.han_probe.silence.reason}",
+                "han",
+            )
+        elif self.han_probe.link_down and not all(d.joined for d in self.han.devices if d.required):
             self.failure = Failed("lost contact with the hub during the HAN probe", "han")
         elif self.surveys is not None:
             self.han = await self._survey_failing(self.han, self.surveys)

@@ -377,6 +377,34 @@ async def test_cable_pulled_during_the_han_probe_comes_back(site: Site) -> None:
     assert site.sim is not None and site.sim.cable_pulls
 
 
+async def test_hub_silent_during_the_han_probe_fails_never_aborts(site: Site) -> None:
+    # Domain rule "a silent hub": no HAN abort (nor fit_dual_band_hub) on the kit's own timer.
+    started = asyncio.get_running_loop().time()
+    run = await probe(site, "silent_han", dual_fuel(site))
+    took = asyncio.get_running_loop().time() - started
+    assert run.code == 1, run.stderr
+    assert run.doc["outcome"] == "failed"
+    assert run.doc.get("abort") is None and actions(run) == []
+    assert run.doc["failure"]["stage"] == "han"
+    assert "stopped answering" in run.doc["failure"]["reason"]
+    assert run.doc["wan"]["established"] is True  # the evidence up to the silence stays
+    assert site.sim is not None and site.sim.silences
+    # The HAN deadline is 400 site s (8 real s): at most the rule's 10 s after it, never later.
+    assert took < 8 + 10 + 5
+
+
+async def test_hub_silent_during_the_wan_probe_fails_not_installed_without_wan(
+    site: Site,
+) -> None:
+    run = await probe(site, "silent_wan", dual_fuel(site))
+    assert run.code == 1, run.stderr
+    assert run.doc["outcome"] == "failed"
+    assert run.doc.get("abort") is None
+    assert run.doc["failure"]["stage"] == "wan"
+    assert "stopped answering" in run.doc["failure"]["reason"]
+    assert run.doc["wan"]["established"] is False
+
+
 async def test_hub_restart_during_the_han_probe(site: Site) -> None:
     # As for the cable pull: the restart strikes once the hub has the devices, before they join.
     scenario = without_timed_faults("restart_han")

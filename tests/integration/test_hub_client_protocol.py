@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from gatewayd_drivers.backoff import BackoffSettings
-from gatewayd_drivers.commshub.client import HubClient, LinkLost, LinkUp, ProtocolTimers
+from gatewayd_drivers.commshub.client import (
+    HubClient,
+    HubSilent,
+    LinkLost,
+    LinkUp,
+    ProtocolTimers,
+)
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.framing import Frame, FrameType
@@ -317,3 +323,36 @@ async def test_spec_timers_are_the_defaults() -> None:
         5,
         4,
     )
+
+
+async def test_three_unanswered_requests_make_the_hub_silent_until_it_speaks(
+    tmp_path: Path,
+) -> None:
+    # Domain rule "a silent hub": one timeout is retried (line noise); three in a row are
+    # silence, announced once; any answer ends it. Fast resends keep the test short.
+    hub = ScriptedHub(tmp_path / "hub")
+    hub.open()
+    timers = ProtocolTimers(resend_after_s=0.2)
+    client = HubClient(str(hub.link), name="test", backoff=FAST_BACKOFF, timers=timers)
+    await client.start()
+    try:
+        assert await client.wait_connected(5)
+        with client.events() as events:
+            for n in range(3):
+                assert client.silence() is None, f"silent after {n} timeout(s)"
+                with pytest.raises(HubTimeout):
+                    await client.get_wan_status()
+            silence = client.silence()
+            assert silence is not None and silence.timeouts_in_a_row == 3
+            assert isinstance(await asyncio.wait_for(events.get(), 5), HubSilent)
+            assert client.stats.silences == 1
+            task = asyncio.create_task(client.ping())
+            while (seen := await hub.next_request()).frame.cmd != Cmd.PING:
+                pass  # the unanswered WAN status requests and their resends
+            hub.respond(seen.frame)
+            await task
+            assert client.silence() is None
+            assert events.get_nowait() is None  # announced once, not once per timeout
+    finally:
+        await client.stop()
+        hub.close()

@@ -747,6 +747,9 @@ async def test_restart_banner_is_skipped_and_hub_started_delivered(make_rig: Mak
     client, sim, log = rig.client, rig.sim, rig.log
     await client.device_log_add(ESME, DeviceType.ESME, CODE, 600)
     await log.wait_for(lambda e: isinstance(e, DeviceLogChanged))
+    # The client ACKs before it delivers, but the ACK may still be in the pty: a restart now
+    # would wipe the hub's pending events and the late ACK would find nothing to settle.
+    await wait_until(lambda: all(e.acked_at is not None for e in sim.events_sent))
     errors_before = client.snapshot_stats().frame_errors
     bytes_before = client.snapshot_stats().bytes_in
 

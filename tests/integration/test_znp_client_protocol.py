@@ -142,6 +142,72 @@ async def test_beacons_are_collected_until_the_confirm_and_malformed_ones_droppe
     assert radio.received[0].data == bytes.fromhex("8400000400800000")  # channel 15 only
 
 
+def discovery_confirmed_with(status: int) -> Script:
+    """A stick that hears nothing and ends the discovery with ``status``."""
+
+    def script(f: MtFrame) -> list[bytes]:
+        if c.Cmd.SYS_OSAL_NV_WRITE.matches(f):
+            return [answer(c.Cmd.SYS_OSAL_NV_WRITE, b"\x00")]
+        if c.Cmd.SYS_RESET_REQ.matches(f):
+            return [encode_frame(c.Cmd.SYS_RESET_IND.frame(bytes((1, 2, 1, 2, 7, 1))))]
+        if c.Cmd.ZDO_NETWORK_DISCOVERY_REQ.matches(f):
+            return [
+                answer(c.Cmd.ZDO_NETWORK_DISCOVERY_REQ, b"\x00"),
+                encode_frame(c.Cmd.ZDO_NWK_DISCOVERY_CNF.frame(bytes((status,)))),
+            ]
+        return []
+
+    return script
+
+
+async def test_a_discovery_that_heard_no_beacon_is_an_empty_answer(
+    pair: tuple[ScriptedRadio, ZnpClient],
+) -> None:
+    radio, client = pair
+    radio.script = discovery_confirmed_with(c.MtStatus.MAC_NO_BEACON)
+    assert await client.network_discovery([15], 0) == []
+    radio.script = discovery_confirmed_with(c.MtStatus.FAILURE)
+    with pytest.raises(ZnpStatusError, match=r"network discovery: status 0x01"):
+        await client.network_discovery([15], 0)
+
+
+def startup_answering(state: int) -> Script:
+    """A stick that answers StartupFromApp with ``state`` and then reports itself coordinator."""
+
+    def script(f: MtFrame) -> list[bytes]:
+        if c.Cmd.ZDO_STARTUP_FROM_APP.matches(f):
+            return [
+                answer(c.Cmd.ZDO_STARTUP_FROM_APP, bytes((state,))),
+                encode_frame(
+                    c.Cmd.ZDO_STATE_CHANGE_IND.frame(bytes((c.DeviceState.STARTED_AS_COORDINATOR,)))
+                ),
+            ]
+        return []
+
+    return script
+
+
+@pytest.mark.parametrize("state", [c.StartupState.RESTORED_NETWORK, c.StartupState.NEW_NETWORK])
+async def test_a_started_network_is_waited_for(
+    pair: tuple[ScriptedRadio, ZnpClient], state: c.StartupState
+) -> None:
+    radio, client = pair
+    radio.script = startup_answering(state)
+    await client.start_network()
+    await client.start_network()  # already up: not asked again
+    assert len(radio.received) == 1
+
+
+@pytest.mark.parametrize("state", [c.StartupState.NOT_STARTED, 0x07])
+async def test_a_network_not_started_is_a_status_error(
+    pair: tuple[ScriptedRadio, ZnpClient], state: int
+) -> None:
+    radio, client = pair
+    radio.script = startup_answering(state)
+    with pytest.raises(ZnpStatusError, match=rf"network start: status {state:#04x}"):
+        await client.start_network()
+
+
 async def test_a_lost_port_fails_the_waiting_request_at_once(
     pair: tuple[ScriptedRadio, ZnpClient],
 ) -> None:

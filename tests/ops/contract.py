@@ -28,7 +28,9 @@ METRICS = frozenset(
         "gatewayd_outbox_messages",
         "gatewayd_outbox_oldest_message_age_seconds",
         "gatewayd_outbox_dropped_total",
+        "gatewayd_outbox_memory_messages",
         "gatewayd_hub_wan_rssi_dbm",
+        "gatewayd_task_failures_total",
         "up",
     }
 )

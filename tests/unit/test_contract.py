@@ -86,7 +86,7 @@ from gatewayd.engine.progress import Kind, Progress, Stage
 from gatewayd.engine.result import ResultDocument
 from gatewayd.engine.verdict import Outcome
 from gatewayd.survey.judgement import SurveyDocument, judge
-from gatewayd_drivers.commshub.client import LinkLost, LinkUp
+from gatewayd_drivers.commshub.client import HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.messages import (
     ConnectedToEsme,
@@ -107,6 +107,7 @@ from gatewayd_drivers.commshub.messages import (
     WanStateChanged,
     WanStatus,
 )
+from gatewayd_drivers.commshub.silence import Silence
 from gatewayd_drivers.znp.commands import Beacon
 
 TS = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
@@ -676,6 +677,11 @@ _HUB_EVENTS = [
     (HubStarted(9), "hub_restarted", {"reason": "unknown(9)"}),
     (LinkLost("device vanished"), "link_lost", {"reason": "device vanished"}),
     (LinkUp(reopened=False), "link_up", {"reopened": False}),
+    (
+        HubSilent(Silence("3 requests in a row went unanswered", 9.1, 3)),
+        "hub_silent",
+        {"reason": "3 requests in a row went unanswered"},
+    ),
     (UnknownEvent(0x8ABC, b"\x01\xff"), "unknown", {"code": 0x8ABC, "payload_hex": "01FF"}),
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,24 +11,31 @@ from hypothesis import strategies as st
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.messages import (
     Band,
+    ConnectedToEsme,
     DeviceJoinFailed,
     DeviceJoinSucceeded,
     DeviceLog,
     DeviceLogAdd,
+    DeviceLogChanged,
     DeviceLogEntry,
     DeviceLogRemove,
     DeviceType,
+    DisconnectedFromEsme,
     EventCode,
     HanState,
+    HanStateChanged,
     HanStatus,
+    HubEvent,
     HubInfo,
     HubStarted,
     HwVariant,
     JoinFailReason,
     JoinState,
+    KnownEvent,
     PayloadError,
     RegState,
     StartReason,
+    ThreeLostGsmeSearchesFailed,
     UnknownEvent,
     WanState,
     WanStateChanged,
@@ -163,6 +172,58 @@ def test_events_decode_by_cmd() -> None:
     assert event_code(HubStarted(StartReason.POWER_ON)) == EventCode.HUB_STARTED
     with pytest.raises(PayloadError):
         decode_event(0x8F48, EUI.raw)
+
+
+known_event_st: st.SearchStrategy[KnownEvent] = st.one_of(
+    st.just(DeviceLogChanged()),
+    st.builds(DeviceJoinSucceeded, eui_st),
+    st.builds(DeviceJoinFailed, eui_st, st.one_of(st.sampled_from(list(JoinFailReason)), u8)),
+    st.builds(ConnectedToEsme, eui_st),
+    st.builds(DisconnectedFromEsme, eui_st),
+    st.builds(ThreeLostGsmeSearchesFailed, eui_st),
+    st.builds(WanStateChanged, wan_st),
+    st.builds(HanStateChanged, han_st),
+    st.builds(HubStarted, st.one_of(st.sampled_from(list(StartReason)), u8)),
+)
+
+
+def test_event_table_lists_every_known_event_once() -> None:
+    records = [code.record for code in EventCode]
+    assert len(set(records)) == len(records)
+    # The union the type checker sees and the table the decoder uses name the same records.
+    assert set(records) == set(typing.get_args(KnownEvent))
+
+
+def test_event_table_keeps_the_spec_codes() -> None:
+    # The wire numbers of spec section 6; a reordered or retyped table entry shows here.
+    assert {code.name: int(code) for code in EventCode} == {
+        "CHF_DEVICE_LOG_CHANGED": 0x8F12,
+        "DEVICE_JOIN_SUCCEEDED": 0x8F49,
+        "DEVICE_JOIN_FAILED": 0x8F48,
+        "CH_CONNECTED_TO_ESME": 0x81A2,
+        "CH_DISCONNECTED_FROM_ESME": 0x81A3,
+        "THREE_LOST_GSME_SEARCHES_FAILED": 0x8F29,
+        "WAN_STATE_CHANGED": 0xC010,
+        "HAN_STATE_CHANGED": 0xC020,
+        "HUB_STARTED": 0xC0F0,
+    }
+    assert EventCode(0xC0F0) is EventCode.HUB_STARTED
+    assert EventCode.HUB_STARTED.record is HubStarted
+
+
+@given(known_event_st)
+def test_every_event_roundtrips_through_its_code(event: KnownEvent) -> None:
+    code = event_code(event)
+    assert EventCode(code).record is type(event)
+    assert decode_event(code, event.encode()) == event
+
+
+@given(st.integers(0, 0xFFFF).filter(lambda n: n not in set(EventCode)), st.binary(max_size=20))
+def test_unlisted_codes_pass_through_raw(cmd: int, payload: bytes) -> None:
+    event: HubEvent = decode_event(cmd, payload)
+    assert event == UnknownEvent(cmd, payload)
+    assert event_code(event) == cmd
+    assert event.encode() == payload
 
 
 def test_eui64_label_form() -> None:

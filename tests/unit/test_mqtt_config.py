@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,31 @@ def test_damaged_counter_moves_forward(tmp_path: Path) -> None:
     path = tmp_path / "mqtt-session"
     path.write_text("garbage")
     assert SessionCounter(path).reserve() == 1
+
+
+def test_a_disk_that_refuses_the_counter_never_stops_a_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "mqtt-session"
+    path.write_text("41\n")
+    c = SessionCounter(path)
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with caplog.at_level(logging.WARNING, logger="gatewayd.daemon.mqtt_link"):
+        assert c.reserve() == 42  # above the number on disk
+        assert c.reserve() == 42
+        c.used()
+        assert c.reserve() == 43  # above every number this run used, though the disk says 41
+        c.used()
+    assert path.read_text() == "41\n"
+    assert not list(tmp_path.glob("*.tmp"))  # nothing half-written left on a full disk
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and all("session=" in w and str(path) in w for w in warnings)
+    assert "No space left on device" in warnings[0]
+    monkeypatch.undo()
+    assert c.reserve() == 44  # the disk works again: on disk once more
+    assert path.read_text() == "44\n"
+    assert SessionCounter(path).reserve() == 45

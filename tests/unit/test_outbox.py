@@ -476,3 +476,36 @@ async def test_drops_are_logged_once_a_minute_not_once_a_message(
     lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert len(lines) == 2
     assert "count:20" in lines[-1]
+
+
+def test_an_empty_file_beside_a_non_empty_wal_is_damage_not_a_fresh_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a full disk or a crash of the filesystem can leave: the database file truncated to
+    # nothing while its write-ahead log still holds the queued messages. SQLite would open it
+    # as a new, empty database and throw the log away without a word.
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, clock=clock())
+    for i in range(5):
+        box.append(TOPIC, f"m{i}".encode())
+    wal = tmp_path / "outbox.db-wal"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    # Copied while open, so the log is not yet checkpointed into the file.
+    log = wal.read_bytes()
+    (copy / "outbox.db-wal").write_bytes(log)
+    box.close()
+    (copy / "outbox.db").write_bytes(b"")
+    assert (copy / "outbox.db-wal").stat().st_size > 0
+    with (
+        caplog.at_level(logging.ERROR, logger="gatewayd.daemon.outbox"),
+        Outbox(copy / "outbox.db", clock=clock()) as fresh,
+    ):
+        assert fresh.recovered_from == copy / "outbox.db.corrupt-20250601T120000Z"
+        assert fresh.depth() == 0
+    # The log goes aside with its file, for anyone who wants to dig the messages out.
+    assert (copy / "outbox.db.corrupt-20250601T120000Z-wal").read_bytes() == log
+    assert any(
+        r.levelno == logging.ERROR and "corrupt" in r.getMessage() and "empty" in r.getMessage()
+        for r in caplog.records
+    )

@@ -414,6 +414,20 @@ def test_status_answers_and_rpc_errors_match_zigpy_znp() -> None:
     assert frame.data == bytes((c.RpcErrorCode.INVALID_COMMAND_ID, req.cmd0, req.cmd_id))
 
 
+def test_status_and_startup_enums_match_zigpy_znp() -> None:
+    for status in c.MtStatus:
+        assert zt.Status[status.name] == status, status
+    assert c.MtStatus.MAC_NO_BEACON == 0xEA
+    theirs_by_ours = {
+        c.StartupState.RESTORED_NETWORK: zc.zdo.StartupState.RestoredNetworkState,
+        c.StartupState.NEW_NETWORK: zc.zdo.StartupState.NewNetworkState,
+        c.StartupState.NOT_STARTED: zc.zdo.StartupState.NotStarted,
+    }
+    assert set(theirs_by_ours) == set(c.StartupState)
+    for ours, their in theirs_by_ours.items():
+        assert int(ours) == int(their)
+
+
 def test_thousands_of_false_starts_lose_almost_nothing() -> None:
     """5000 false frame starts (SOF and a long length) in front of 5000 frames, fed whole, in
     mid-sized chunks and byte by byte. A false start is dropped at a reserved type, a bad

@@ -1,11 +1,15 @@
 """The host side of the LSP: typed hub calls and a stream of hub events (spec section 3).
 
-Frames -> hub state and events. Owns a ``SerialLink`` and a ``FrameDecoder``;
-allocates SEQs, keeps at most four requests outstanding, resends unanswered
-requests with the same SEQ, retries BUSY with a new SEQ, ACKs every event at
-once and hands each event to subscribers exactly once despite the hub's
-resends. Every call ends with a result or a typed error: ``HubTimeout``,
-``HubStatusError`` or ``HubDisconnected``.
+Frames -> hub state and events. A ``FramedClient`` (the port and its
+reopening) with the LSP's ``FrameDecoder`` on it. It allocates SEQs, keeps at
+most four requests outstanding, resends unanswered requests with the same SEQ,
+retries BUSY with a new SEQ, ACKs every event at once and hands each event to
+subscribers exactly once despite the hub's resends. Every call ends with a
+result or a typed error: ``HubTimeout``, ``HubStatusError`` or
+``HubDisconnected``. A hub that stops answering (the ``silence`` rule: 10 s
+without a valid frame while a request waits, or three timeouts in a row) is
+announced once to subscribers as ``HubSilent``, and ``silence()`` says so
+until the hub speaks again.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubStatusError, HubTimeout
@@ -35,7 +39,9 @@ from gatewayd_drivers.commshub.messages import (
     WanStatus,
     decode_event,
 )
-from gatewayd_drivers.serial_link import LinkDown, LinkState, SerialLink, SerialSettings
+from gatewayd_drivers.commshub.silence import Silence, SilenceWatch
+from gatewayd_drivers.framed_client import FramedClient
+from gatewayd_drivers.serial_link import LinkDown, SerialSettings
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +78,14 @@ class LinkLost:
     reason: str
 
 
-ClientEvent = HubEvent | LinkUp | LinkLost
+@dataclass(frozen=True, slots=True)
+class HubSilent:
+    """The hub, its port still open, has stopped answering (see ``silence``)."""
+
+    silence: Silence
+
+
+ClientEvent = HubEvent | LinkUp | LinkLost | HubSilent
 
 
 @dataclass
@@ -95,6 +108,7 @@ class HubClientStats:
     link_errors: int = 0
     connected: bool = False
     dropped_events: int = 0  # a slow subscriber's queue overflowed
+    silences: int = 0  # times the hub went silent (see ``HubSilent``)
     discards: dict[str, int] = field(default_factory=dict)
 
 
@@ -140,15 +154,47 @@ class EventSubscription:
         self.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The hub answered with a status other than OK (so the answer has no value)."""
+
+    status: int
+
+
 @dataclass
-class _Pending:
+class _Pending(Generic[T]):
+    """One request in flight, whose OK answer ``decode`` turns into a ``T``."""
+
     cmd: int
-    decode: Callable[[bytes], object]
-    future: asyncio.Future[tuple[int, object]]
+    decode: Callable[[bytes], T]
+    future: asyncio.Future[T | _Refused]
     malformed: int = 0
 
+    def done(self) -> bool:
+        return self.future.done()
 
-class HubClient:
+    def answer(self, status: int, body: bytes) -> None:
+        """Settle the request; raises ``PayloadError`` (and settles nothing) on a short body."""
+        self.future.set_result(self.decode(body) if status == Status.OK else _Refused(status))
+
+    def fail(self, exc: Exception) -> None:
+        self.future.set_exception(exc)
+
+
+class _InFlight(Protocol):
+    """A request in flight as the receive path sees it, whatever its answer's type."""
+
+    cmd: int
+    malformed: int
+
+    def done(self) -> bool: ...
+
+    def answer(self, status: int, body: bytes) -> None: ...
+
+    def fail(self, exc: Exception) -> None: ...
+
+
+class HubClient(FramedClient[FrameDecoder]):
     """Talks to one Comms Hub over its Local Service Port."""
 
     def __init__(
@@ -160,56 +206,26 @@ class HubClient:
         settings: SerialSettings | None = None,
         backoff: BackoffSettings | None = None,
     ) -> None:
-        self.name = name or port
+        super().__init__(
+            port, FrameDecoder(self._on_frame), name=name, settings=settings, backoff=backoff
+        )
         self.timers = timers or ProtocolTimers()
         self.stats = HubClientStats()
-        self._decoder = FrameDecoder(self._on_frame)
-        self._link = SerialLink(
-            port,
-            name=self.name,
-            on_data=self._decoder.feed,
-            on_state=self._on_link_state,
-            settings=settings,
-            backoff=backoff,
-        )
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _InFlight] = {}
         self._slots = asyncio.Semaphore(self.timers.max_outstanding)
         self._last_seq = -1
         self._seq_used_at: dict[int, float] = {}
         self._seen_events: dict[tuple[int, int, bytes], float] = {}
         self._subscribers: set[EventSubscription] = set()
-        self._ever_connected = False
+        self._silence_watch = SilenceWatch()
+        self._silent: Silence | None = None
+        self._quiet_check: asyncio.TimerHandle | None = None
 
-    # --- lifecycle ---------------------------------------------------------------
-
-    @property
-    def port(self) -> str:
-        return self._link.path
-
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    @property
-    def last_link_error(self) -> str | None:
-        return self._link.last_error
-
-    async def start(self) -> None:
-        await self._link.start()
-
-    async def wait_connected(self, timeout_s: float | None = None) -> bool:
-        return await self._link.wait_connected(timeout_s)
-
-    async def stop(self) -> None:
-        await self._link.stop()
-        self._fail_pending("client stopped")
-
-    async def __aenter__(self) -> HubClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    def silence(self) -> Silence | None:
+        """Why the hub counts as silent now, or None while it answers."""
+        if self._silent is None:
+            self._check_silence()
+        return self._silent
 
     def events(self, maxsize: int = 1024) -> EventSubscription:
         """Subscribe to hub events and link changes from now on."""
@@ -267,9 +283,10 @@ class HubClient:
         busy = 0
         while True:
             async with self._slots:
-                status, value = await self._exchange(cmd, payload, decode)
-            if status == Status.OK:
-                return value  # type: ignore[return-value]
+                answer = await self._exchange(cmd, payload, decode)
+            if not isinstance(answer, _Refused):
+                return answer
+            status = answer.status
             if status != Status.BUSY:
                 raise HubStatusError(status, cmd)
             busy += 1
@@ -292,8 +309,8 @@ class HubClient:
         return seq
 
     async def _exchange(
-        self, cmd: Cmd, payload: bytes, decode: Callable[[bytes], object]
-    ) -> tuple[int, object]:
+        self, cmd: Cmd, payload: bytes, decode: Callable[[bytes], T]
+    ) -> T | _Refused:
         if not self.connected:
             raise HubDisconnected(f"hub {self.name} is not connected ({self._why_down()})")
         seq = await self._next_seq()
@@ -310,6 +327,9 @@ class HubClient:
                     self.stats.resends += 1
                     _log.debug("resend cmd=%s seq=%d attempt=%d", cmd.name, seq, attempt)
                 self._write(wire)
+                if not attempt:
+                    self._silence_watch.request_sent(loop.time())
+                    self._arm_quiet_check()
                 try:
                     # asyncio.timeout rather than wait_for: see SerialLink.wait_connected.
                     async with asyncio.timeout(self.timers.resend_after_s):
@@ -317,6 +337,8 @@ class HubClient:
                 except TimeoutError:
                     continue
             self.stats.timeouts += 1
+            self._silence_watch.timed_out()
+            self._check_silence()
             detail = (
                 f"{pending.malformed} malformed answer(s) discarded" if pending.malformed else ""
             )
@@ -335,12 +357,11 @@ class HubClient:
             raise HubDisconnected(str(exc)) from None
         self.stats.frames_out += 1
 
-    def _why_down(self) -> str:
-        return self._link.last_error or "port not open yet"
-
     # --- receive path (called from data_received: must never raise) -----------------
 
     def _on_frame(self, frame: Frame) -> None:
+        self._silence_watch.frame_received(asyncio.get_running_loop().time())
+        self._silent = None
         if frame.ftype == FrameType.RESPONSE:
             self._on_response(frame)
         elif frame.ftype == FrameType.EVENT:
@@ -349,28 +370,24 @@ class HubClient:
 
     def _on_response(self, frame: Frame) -> None:
         pending = self._pending.get(frame.seq)
-        if pending is None or pending.cmd != frame.cmd or pending.future.done():
+        if pending is None or pending.cmd != frame.cmd or pending.done():
             return
         if not frame.payload:
             pending.malformed += 1
             self.stats.malformed += 1
             _log.warning("response without status cmd=%#06x seq=%d", frame.cmd, frame.seq)
             return
-        status = frame.payload[0]
-        value: object = None
-        if status == Status.OK:
-            try:
-                value = pending.decode(frame.payload[1:])
-            except PayloadError as exc:
-                # Spec: a short payload is a malformed frame of that type; drop it
-                # and let the resend logic run its course.
-                pending.malformed += 1
-                self.stats.malformed += 1
-                _log.warning(
-                    "malformed response cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
-                )
-                return
-        pending.future.set_result((status, value))
+        try:
+            pending.answer(frame.payload[0], frame.payload[1:])
+            self._silence_watch.answered()
+        except PayloadError as exc:
+            # Spec: a short payload is a malformed frame of that type; drop it
+            # and let the resend logic run its course.
+            pending.malformed += 1
+            self.stats.malformed += 1
+            _log.warning(
+                "malformed response cmd=%#06x seq=%d error=%r", frame.cmd, frame.seq, str(exc)
+            )
 
     def _on_event(self, frame: Frame) -> None:
         # ACK first, whatever the event: the hub needs it within 500 ms.
@@ -415,25 +432,47 @@ class HubClient:
         seen[key] = now
         return False
 
+    # --- silence (driver rule, see commshub/silence.py) ---------------------------------
+
+    def _arm_quiet_check(self) -> None:
+        due = self._silence_watch.quiet_deadline()
+        if self._quiet_check is not None:
+            self._quiet_check.cancel()
+            self._quiet_check = None
+        if due is not None:
+            self._quiet_check = asyncio.get_running_loop().call_at(due, self._check_silence)
+
+    def _check_silence(self) -> None:
+        if self._silent is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        silence = self._silence_watch.check(now, outstanding=bool(self._pending))
+        if silence is None:
+            return
+        self._silent = silence
+        self.stats.silences += 1
+        _log.warning("hub silent hub=%s reason=%r", self.name, silence.reason)
+        self._publish(HubSilent(silence))
+
     def _publish(self, event: ClientEvent) -> None:
         for sub in list(self._subscribers):
             sub._put(event)
 
-    def _on_link_state(self, state: LinkState) -> None:
-        if state is LinkState.CONNECTED:
-            self._decoder.reset()
-            reopened = self._ever_connected
-            self._ever_connected = True
-            self._publish(LinkUp(reopened=reopened))
-        else:
-            self._decoder.reset()
-            self._fail_pending(self._link.last_error or "port closed")
-            self._publish(LinkLost(self._link.last_error or "port closed"))
+    # --- the port (FramedClient hooks) ----------------------------------------------
 
-    def _fail_pending(self, reason: str) -> None:
+    def _link_up(self, reopened: bool) -> None:
+        # A new port: silence is judged afresh (a pulled cable is a lost link, not silence).
+        self._silence_watch = SilenceWatch()
+        self._silent = None
+        self._publish(LinkUp(reopened=reopened))
+
+    def _link_down(self, reason: str) -> None:
+        self._publish(LinkLost(reason))
+
+    def _fail_waiting(self, reason: str) -> None:
         for seq, pending in list(self._pending.items()):
-            if not pending.future.done():
-                pending.future.set_exception(
+            if not pending.done():
+                pending.fail(
                     HubDisconnected(f"hub {self.name} disconnected during request: {reason}")
                 )
             self._pending.pop(seq, None)

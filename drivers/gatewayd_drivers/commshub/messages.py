@@ -4,7 +4,8 @@ Every record encodes and decodes both ways, so the host client and the hub
 simulator share one definition. Decoding follows the spec's tolerance rules:
 a payload shorter than its layout raises ``PayloadError``; bytes beyond the
 layout are ignored; enumerated values not listed in the spec pass through as
-plain ints.
+plain ints. Each event is declared once, in the ``EventCode`` table, with its
+CMD and its record; both lookups (CMD -> record, record -> CMD) come from it.
 """
 
 from __future__ import annotations
@@ -30,18 +31,6 @@ class Cmd(enum.IntEnum):
     DEVICE_LOG_ADD = 0x0021
     DEVICE_LOG_REMOVE = 0x0022
     DEVICE_LOG_READ = 0x0023
-
-
-class EventCode(enum.IntEnum):
-    CHF_DEVICE_LOG_CHANGED = 0x8F12
-    DEVICE_JOIN_SUCCEEDED = 0x8F49
-    DEVICE_JOIN_FAILED = 0x8F48
-    CH_CONNECTED_TO_ESME = 0x81A2
-    CH_DISCONNECTED_FROM_ESME = 0x81A3
-    THREE_LOST_GSME_SEARCHES_FAILED = 0x8F29
-    WAN_STATE_CHANGED = 0xC010
-    HAN_STATE_CHANGED = 0xC020
-    HUB_STARTED = 0xC0F0
 
 
 class Status(enum.IntEnum):
@@ -407,7 +396,7 @@ class DeviceLogRemove:
 
 @dataclass(frozen=True, slots=True)
 class DeviceLogChanged:
-    CODE: ClassVar[EventCode] = EventCode.CHF_DEVICE_LOG_CHANGED
+    """CHF_DEVICE_LOG_CHANGED: the device log changed; read it again to see how."""
 
     def encode(self) -> bytes:
         return b""
@@ -419,6 +408,8 @@ class DeviceLogChanged:
 
 @dataclass(frozen=True, slots=True)
 class _DeviceEvent:
+    """An event about one device, whose payload is that device's EUI-64."""
+
     eui64: Eui64
 
     def encode(self) -> bytes:
@@ -432,30 +423,28 @@ class _DeviceEvent:
 
 @dataclass(frozen=True, slots=True)
 class DeviceJoinSucceeded(_DeviceEvent):
-    CODE: ClassVar[EventCode] = EventCode.DEVICE_JOIN_SUCCEEDED
+    """A device in the device log joined the HAN."""
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectedToEsme(_DeviceEvent):
-    CODE: ClassVar[EventCode] = EventCode.CH_CONNECTED_TO_ESME
+    """The hub is connected to the electricity meter (ESME)."""
 
 
 @dataclass(frozen=True, slots=True)
 class DisconnectedFromEsme(_DeviceEvent):
-    CODE: ClassVar[EventCode] = EventCode.CH_DISCONNECTED_FROM_ESME
+    """The hub lost its connection to the electricity meter (ESME)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ThreeLostGsmeSearchesFailed(_DeviceEvent):
-    CODE: ClassVar[EventCode] = EventCode.THREE_LOST_GSME_SEARCHES_FAILED
+    """Three searches for a lost gas meter (GSME) failed: the device is lost."""
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceJoinFailed:
     eui64: Eui64
     reason: JoinFailReason | int
-
-    CODE: ClassVar[EventCode] = EventCode.DEVICE_JOIN_FAILED
 
     def encode(self) -> bytes:
         return self.eui64.raw + bytes([int(self.reason)])
@@ -470,8 +459,6 @@ class DeviceJoinFailed:
 class WanStateChanged:
     status: WanStatus
 
-    CODE: ClassVar[EventCode] = EventCode.WAN_STATE_CHANGED
-
     def encode(self) -> bytes:
         return self.status.encode()
 
@@ -484,8 +471,6 @@ class WanStateChanged:
 class HanStateChanged:
     status: HanStatus
 
-    CODE: ClassVar[EventCode] = EventCode.HAN_STATE_CHANGED
-
     def encode(self) -> bytes:
         return self.status.encode()
 
@@ -497,8 +482,6 @@ class HanStateChanged:
 @dataclass(frozen=True, slots=True)
 class HubStarted:
     reason: StartReason | int
-
-    CODE: ClassVar[EventCode] = EventCode.HUB_STARTED
 
     def encode(self) -> bytes:
         return bytes([int(self.reason)])
@@ -520,7 +503,7 @@ class UnknownEvent:
         return self.payload
 
 
-HubEvent = (
+KnownEvent = (
     DeviceLogChanged
     | DeviceJoinSucceeded
     | DeviceJoinFailed
@@ -530,20 +513,48 @@ HubEvent = (
     | WanStateChanged
     | HanStateChanged
     | HubStarted
-    | UnknownEvent
 )
+"""An event the spec lists. Spelled out for the type checker, so that a ``match`` over
+events can be exhaustive; a unit test holds it equal to the records of ``EventCode``."""
 
-_EVENT_TYPES: dict[int, type[HubEvent]] = {
-    EventCode.CHF_DEVICE_LOG_CHANGED: DeviceLogChanged,
-    EventCode.DEVICE_JOIN_SUCCEEDED: DeviceJoinSucceeded,
-    EventCode.DEVICE_JOIN_FAILED: DeviceJoinFailed,
-    EventCode.CH_CONNECTED_TO_ESME: ConnectedToEsme,
-    EventCode.CH_DISCONNECTED_FROM_ESME: DisconnectedFromEsme,
-    EventCode.THREE_LOST_GSME_SEARCHES_FAILED: ThreeLostGsmeSearchesFailed,
-    EventCode.WAN_STATE_CHANGED: WanStateChanged,
-    EventCode.HAN_STATE_CHANGED: HanStateChanged,
-    EventCode.HUB_STARTED: HubStarted,
-}
+HubEvent = KnownEvent | UnknownEvent
+
+
+# --- the event table ---------------------------------------------------------
+
+
+@enum.unique
+class EventCode(enum.IntEnum):
+    """Every event of spec section 6, once: its CMD and the record its payload is.
+
+    The one table of events (as zigpy-znp and bellows declare each command once with
+    its id and schema): ``decode_event`` finds the record by CMD here and
+    ``event_code`` finds the CMD by the record's class here, so no record repeats
+    its code. Members are plain ints on the wire, as before.
+    """
+
+    record: type[KnownEvent]
+
+    def __new__(cls, code: int, record: type[KnownEvent]) -> EventCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.record = record
+        return member
+
+    CHF_DEVICE_LOG_CHANGED = 0x8F12, DeviceLogChanged
+    DEVICE_JOIN_SUCCEEDED = 0x8F49, DeviceJoinSucceeded
+    DEVICE_JOIN_FAILED = 0x8F48, DeviceJoinFailed
+    CH_CONNECTED_TO_ESME = 0x81A2, ConnectedToEsme
+    CH_DISCONNECTED_FROM_ESME = 0x81A3, DisconnectedFromEsme
+    THREE_LOST_GSME_SEARCHES_FAILED = 0x8F29, ThreeLostGsmeSearchesFailed
+    WAN_STATE_CHANGED = 0xC010, WanStateChanged
+    HAN_STATE_CHANGED = 0xC020, HanStateChanged
+    HUB_STARTED = 0xC0F0, HubStarted
+
+
+# Both directions derived from the table above.
+_BY_CODE: dict[int, EventCode] = {int(code): code for code in EventCode}
+_BY_RECORD: dict[type[KnownEvent], EventCode] = {code.record: code for code in EventCode}
 
 
 def decode_event(cmd: int, payload: bytes) -> HubEvent:
@@ -551,14 +562,14 @@ def decode_event(cmd: int, payload: bytes) -> HubEvent:
 
     Raises ``PayloadError`` when a known event's payload is shorter than its layout.
     """
-    event_type = _EVENT_TYPES.get(cmd)
-    if event_type is None or event_type is UnknownEvent:
+    code = _BY_CODE.get(cmd)
+    if code is None:
         return UnknownEvent(cmd, bytes(payload))
-    return event_type.decode(payload)  # type: ignore[union-attr]
+    return code.record.decode(payload)
 
 
 def event_code(event: HubEvent) -> int:
     """The CMD an event travels under."""
     if isinstance(event, UnknownEvent):
         return event.cmd
-    return int(event.CODE)
+    return int(_BY_RECORD[type(event)])

@@ -1,7 +1,7 @@
 """The host side of ZNP: typed radio calls over MT, for the RF survey.
 
-Frames -> radio facts. Owns a ``SerialLink`` (the project's one reopen-on-unplug
-port) and an MT ``FrameDecoder``. MT allows one SREQ in flight, so requests are
+Frames -> radio facts. A ``FramedClient`` (the project's one reopen-on-unplug
+port) with the MT ``FrameDecoder`` on it. MT allows one SREQ in flight, so requests are
 serialised; each one's listener is registered before its bytes are written, so
 an instant SRSP is never missed, and it ends with the SRSP, an RPC error, a
 timeout or the port's loss. AREQ callbacks go to listeners registered for them
@@ -25,7 +25,8 @@ from types import TracebackType
 from typing import TypeVar
 
 from gatewayd_drivers.backoff import BackoffSettings
-from gatewayd_drivers.serial_link import LinkDown, LinkState, SerialLink, SerialSettings
+from gatewayd_drivers.framed_client import FramedClient
+from gatewayd_drivers.serial_link import LinkDown, SerialSettings
 from gatewayd_drivers.znp import commands as c
 from gatewayd_drivers.znp.errors import (
     ZnpCommandError,
@@ -130,7 +131,7 @@ class _Pending:
     future: asyncio.Future[MtFrame]
 
 
-class ZnpClient:
+class ZnpClient(FramedClient[FrameDecoder]):
     """Talks to one Z-Stack ZNP stick over its serial port."""
 
     def __init__(
@@ -142,18 +143,11 @@ class ZnpClient:
         settings: SerialSettings | None = None,
         backoff: BackoffSettings | None = None,
     ) -> None:
-        self.name = name or port
+        super().__init__(
+            port, FrameDecoder(self._on_frame), name=name, settings=settings, backoff=backoff
+        )
         self.timers = timers or ZnpTimers()
         self.stats = ZnpStats()
-        self._decoder = FrameDecoder(self._on_frame)
-        self._link = SerialLink(
-            port,
-            name=self.name,
-            on_data=self._decoder.feed,
-            on_state=self._on_link_state,
-            settings=settings,
-            backoff=backoff,
-        )
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._listeners: set[Listener] = set()
@@ -161,40 +155,9 @@ class ZnpClient:
         self._callbacks_registered: set[int] = set()
         self._tsn = 0
 
-    # --- lifecycle ---------------------------------------------------------------
-
-    @property
-    def port(self) -> str:
-        return self._link.path
-
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    @property
-    def last_link_error(self) -> str | None:
-        return self._link.last_error
-
     @property
     def reconnects(self) -> int:
         return self._link.counters.reconnects
-
-    async def start(self) -> None:
-        await self._link.start()
-
-    async def wait_connected(self, timeout_s: float | None = None) -> bool:
-        return await self._link.wait_connected(timeout_s)
-
-    async def stop(self) -> None:
-        await self._link.stop()
-        self._fail_waiters("client stopped")
-
-    async def __aenter__(self) -> ZnpClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def listen(self, want: Callable[[MtFrame], bool]) -> Listener:
         """Queue every callback ``want`` accepts from now on; close it when done."""
@@ -294,8 +257,8 @@ class ZnpClient:
                 frame = await cbs.get(timeout, "ZDO.NwkDiscoveryCnf")
                 if c.Cmd.ZDO_NWK_DISCOVERY_CNF.matches(frame):
                     status = self._decode(frame, lambda d: c.decode_status(d, "NwkDiscoveryCnf"))
-                    # Z-Stack reports "no beacon" (ZMacNoBeacon, 0xEA) as a status: not an error.
-                    if status not in (c.MtStatus.SUCCESS, 0xEA):
+                    # Hearing no network at all is an answer too, not a failed scan.
+                    if status not in (c.MtStatus.SUCCESS, c.MtStatus.MAC_NO_BEACON):
                         raise ZnpStatusError("the network discovery", status)
                     return beacons
                 try:
@@ -314,7 +277,8 @@ class ZnpClient:
         ) as states:
             rsp = await self.request(c.startup_from_app_req(100))
             state = self._decode(rsp, lambda d: c.decode_status(d, "ZDO.StartupFromApp"))
-            if state > 1:  # 0 restored, 1 new network, 2 not started
+            # NOT_STARTED, or a state this driver does not know, means no network to wait for.
+            if state not in (c.StartupState.RESTORED_NETWORK, c.StartupState.NEW_NETWORK):
                 raise ZnpStatusError("the network start", state)
             await states.get(self.timers.startup_timeout_s, "network start (coordinator state)")
         self._network_started = True
@@ -382,9 +346,6 @@ class ZnpClient:
         except LinkDown as exc:
             raise ZnpDisconnected(str(exc)) from None
 
-    def _why_down(self) -> str:
-        return self._link.last_error or "port not open yet"
-
     # --- receive path (called from data_received: must never raise) ------------------
 
     def _on_frame(self, frame: MtFrame) -> None:
@@ -419,15 +380,14 @@ class ZnpClient:
         if pending.cmd.answered_by(frame):
             pending.future.set_result(frame)
 
-    def _on_link_state(self, state: LinkState) -> None:
-        self._decoder.reset()
-        if state is LinkState.DISCONNECTED:
-            # A replugged stick has lost its RAM state: start and register again.
-            self._network_started = False
-            self._callbacks_registered.clear()
-            self._fail_waiters(self._link.last_error or "port closed")
+    # --- the port (FramedClient hooks) ----------------------------------------------
 
-    def _fail_waiters(self, reason: str) -> None:
+    def _link_down(self, reason: str) -> None:
+        # A replugged stick has lost its RAM state: start and register again.
+        self._network_started = False
+        self._callbacks_registered.clear()
+
+    def _fail_waiting(self, reason: str) -> None:
         pending = self._pending
         if pending is not None and not pending.future.done():
             pending.future.set_exception(

@@ -50,6 +50,17 @@ class MtStatus(enum.IntEnum):
     INVALID_PARAMETER = 0x02
     NV_ITEM_UNINIT = 0x09
     NWK_INVALID_REQUEST = 0xC2
+    # Z-Stack's ZMacNoBeacon: the scan heard no beacon at all. A network discovery
+    # that found nothing is confirmed with it.
+    MAC_NO_BEACON = 0xEA
+
+
+class StartupState(enum.IntEnum):
+    """ZDO.StartupFromApp's answer: whether the stack brought a network up, and how."""
+
+    RESTORED_NETWORK = 0x00
+    NEW_NETWORK = 0x01
+    NOT_STARTED = 0x02
 
 
 class DeviceState(enum.IntEnum):

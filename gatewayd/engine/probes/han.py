@@ -8,21 +8,26 @@ of windows, within the stage deadline. A hub restart closes open windows
 without it being the device's fault, so those are reopened without using up
 an attempt; after a reopened port the device log is read to catch up on what
 happened while the cable was out.
+
+Only the hub's word settles the stage: the closing read of the device log is
+retried until the hub answers it, and a hub that goes silent (the driver's
+rule) stops the probe with ``silence`` set, for the job to end failed rather
+than with windows the kit's own timer declared expired.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from gatewayd.clock import Clock
 from gatewayd.config.job import Device
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import DeviceOutcome, HanOutcome, JoinFailure
+from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
-from gatewayd.engine.retry import AttemptTimeout, PollSchedule, Wake
-from gatewayd_drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
+from gatewayd.engine.retry import AttemptTimeout, Wake
+from gatewayd_drivers.commshub.client import ClientEvent, HubClient, HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubError, HubStatusError
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.messages import (
@@ -61,7 +66,7 @@ class _DeviceState:
         return f"{self.device.type.name} {self.device.eui64}"
 
 
-class HanProbe:
+class HanProbe(Probe):
     def __init__(
         self,
         hub: HubClient,
@@ -70,17 +75,10 @@ class HanProbe:
         devices: list[Device],
         report: Reporter,
     ) -> None:
-        self.hub = hub
-        self.clock = clock
-        self.timing = timing
-        self.report = report
-        self._wake = asyncio.Event()
-        self._schedule = PollSchedule(timing.han, clock, wake=self._wake)
-        self._start = self._schedule.started_at
+        super().__init__(Stage.HAN, hub, clock, timing, timing.han, report)
         self._devices = {d.eui64: _DeviceState(d) for d in devices}
-        self._error: str | None = None
         self._catch_up = False
-        self.link_down = False
+        self._deadline_reached = False
 
     def outcome(self) -> HanOutcome:
         return HanOutcome(
@@ -118,7 +116,12 @@ class HanProbe:
         )
         async with watching(self.hub, self._on_event):
             await self._loop()
-            await self._read_log()  # band, signal and LQI of what joined
+            if self.silence is None:
+                await self._final_read()  # the hub's last word; band, signal and LQI
+        if self._deadline_reached and self.silence is None:
+            for s in self._devices.values():
+                if not s.done and s.last_failure is None:
+                    s.last_failure = JoinFailure.WINDOW_EXPIRED
         joined = sum(1 for s in self._devices.values() if s.joined_at is not None)
         self.report(
             Stage.HAN, Kind.STAGE, f"{joined} of {len(self._devices)} device(s) joined the HAN"
@@ -132,16 +135,20 @@ class HanProbe:
                 self._catch_up = False
                 await self._read_log()
             self._expire_overdue_windows()
-            if all(s.done for s in self._devices.values()):
+            if all(s.done for s in self._devices.values()) or self.silence is not None:
                 return
             wake = await self._schedule.wait_next()
+            if self.silence is not None:
+                return
             if wake is Wake.POLL:
                 await self._read_log()
             elif wake is Wake.DEADLINE:
-                await self._read_log()
-                for s in self._devices.values():
-                    if not s.done and s.last_failure is None:
-                        s.last_failure = JoinFailure.WINDOW_EXPIRED
+                self._deadline_reached = True
+                return
+
+    async def _final_read(self) -> None:
+        for _ in range(FINAL_READ_TRIES):
+            if await self._read_log() or self.link_down or self.silence is not None:
                 return
 
     def _now(self) -> float:
@@ -177,6 +184,7 @@ class HanProbe:
             return
         except (HubError, AttemptTimeout) as exc:
             self.report(Stage.HAN, Kind.NOTE, f"{s.label}: could not add it yet: {exc}")
+            self._heard_silence(self.hub.silence())
             return
         now = self._now()
         if counts:
@@ -247,15 +255,17 @@ class HanProbe:
             if s.window_opened_at is not None and now - s.window_opened_at > window + grace:
                 self._window_failed(s, s.last_failure or JoinFailure.WINDOW_EXPIRED)
 
-    async def _read_log(self) -> None:
+    async def _read_log(self) -> bool:
+        """Read the hub's device log and act on it; True when the hub answered."""
         try:
             log: DeviceLog = await self._schedule.attempt(self.hub.device_log_read())
         except HubDisconnected:
             self.link_down = True
-            return
+            return False
         except (HubError, AttemptTimeout) as exc:
             self.report(Stage.HAN, Kind.NOTE, f"could not read the device log: {exc}")
-            return
+            self._heard_silence(self.hub.silence())
+            return False
         for s in self._devices.values():
             entry = log.find(s.device.eui64)
             if entry is None:
@@ -270,6 +280,7 @@ class HanProbe:
             elif entry.join_state == JoinState.WHITELISTED and s.window_opened_at is not None:
                 # Our window is gone without a join or a failure: the hub restarted.
                 self._reopen_after_restart(s)
+        return True
 
     def _reopen_after_restart(self, s: _DeviceState) -> None:
         if s.done or s.window_opened_at is None:
@@ -303,6 +314,8 @@ class HanProbe:
             case LinkLost(reason=reason):
                 self.link_down = True
                 self.report(Stage.HAN, Kind.LINK, f"Lost the hub's serial link: {reason}")
+            case HubSilent(silence=silence):
+                self._heard_silence(silence)
             case _:
                 return
         self._wake.set()

@@ -6,27 +6,31 @@ port. Asks the hub to re-attach (WAN_RECONNECT) when it reports FAULT or has
 been searching too long, a bounded number of times. The outcome can be read at
 any moment (``outcome()``), so a DCC notice or a cancellation that stops the
 probe still leaves its evidence.
+
+Only the hub's word settles the stage: the read at the deadline is retried
+until the hub answers it, and a hub that goes silent (the driver's rule) stops
+the probe with ``silence`` set, for the job to end failed rather than be given
+an outcome the kit's own timer filled in.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from gatewayd.clock import Clock
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import RssiSample, WanOutcome
+from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
 from gatewayd.engine.published import enum_label
-from gatewayd.engine.retry import AttemptTimeout, PollSchedule, Wake
-from gatewayd_drivers.commshub.client import ClientEvent, HubClient, LinkLost, LinkUp
+from gatewayd.engine.retry import AttemptTimeout, Wake
+from gatewayd_drivers.commshub.client import ClientEvent, HubClient, HubSilent, LinkLost, LinkUp
 from gatewayd_drivers.commshub.errors import HubDisconnected, HubError
 from gatewayd_drivers.commshub.messages import HubStarted, WanState, WanStateChanged, WanStatus
 
 _REGISTERED_OR_BETTER = (WanState.REGISTERED, WanState.CONNECTED)
 
 
-class WanProbe:
+class WanProbe(Probe):
     def __init__(
         self,
         hub: HubClient,
@@ -34,13 +38,7 @@ class WanProbe:
         timing: StageTiming,
         report: Reporter,
     ) -> None:
-        self.hub = hub
-        self.clock = clock
-        self.timing = timing
-        self.report = report
-        self._wake = asyncio.Event()
-        self._schedule = PollSchedule(timing.wan, clock, wake=self._wake)
-        self._start = self._schedule.started_at
+        super().__init__(Stage.WAN, hub, clock, timing, timing.wan, report)
         self._state: WanState | int | None = None
         self._attach_attempts = 0
         self._reconnects = 0
@@ -49,8 +47,6 @@ class WanProbe:
         self._dropped = False
         self._trail: list[RssiSample] = []
         self._state_since = self._start
-        self._error: str | None = None
-        self.link_down = False
 
     @property
     def established(self) -> bool:
@@ -92,30 +88,39 @@ class WanProbe:
     async def _loop(self) -> None:
         while True:
             await self._poll()
-            if self.established or self._hopeless_fault():
+            if self.established or self._hopeless_fault() or self.silence is not None:
                 return
             await self._maybe_reconnect()
             wake = await self._schedule.wait_next()
-            if self.established:
+            if self.established or self.silence is not None:
                 return
             if wake is Wake.DEADLINE:
-                await self._poll()  # one last read to record the final state
+                await self._final_poll()
                 return
 
-    async def _poll(self) -> None:
+    async def _final_poll(self) -> None:
+        """The state at the deadline, as the hub reports it: one timeout alone is retried."""
+        for _ in range(FINAL_READ_TRIES):
+            if await self._poll() or self.link_down or self.silence is not None:
+                return
+
+    async def _poll(self) -> bool:
+        """One status read; True when the hub answered it."""
         try:
             status = await self._schedule.attempt(self.hub.get_wan_status())
         except HubDisconnected as exc:
             self.link_down = True
             self._error = f"lost contact with the hub: {exc}"
-            return
+            return False
         except (HubError, AttemptTimeout) as exc:
             self._error = f"hub did not give its WAN status: {exc}"
             self.report(Stage.WAN, Kind.NOTE, self._error, attempt=self._schedule.attempts)
-            return
+            self._heard_silence(self.hub.silence())
+            return False
         self.link_down = False
         self._error = None
         self._observe(status, polled=True)
+        return True
 
     def _observe(self, status: WanStatus, *, polled: bool) -> None:
         t = self.clock.monotonic() - self._start
@@ -163,7 +168,7 @@ class WanProbe:
         return not (self.timing.reconnect_on_fault and self._can_reconnect())
 
     async def _maybe_reconnect(self) -> None:
-        if not self._can_reconnect() or self.link_down:
+        if not self._can_reconnect() or self.link_down or self.silence is not None:
             return
         searching_for = self.clock.monotonic() - self._state_since
         if self._state == WanState.FAULT and self.timing.reconnect_on_fault:
@@ -179,6 +184,7 @@ class WanProbe:
             await self._schedule.attempt(self.hub.wan_reconnect())
         except (HubError, AttemptTimeout) as exc:
             self.report(Stage.WAN, Kind.NOTE, f"WAN reconnect refused or unanswered: {exc}")
+            self._heard_silence(self.hub.silence())
             return
         self._reconnects += 1
         self._state_since = self.clock.monotonic()
@@ -205,6 +211,8 @@ class WanProbe:
         elif isinstance(event, LinkLost):
             self.link_down = True
             self.report(Stage.WAN, Kind.LINK, f"Lost the hub's serial link: {event.reason}")
+        elif isinstance(event, HubSilent):
+            self._heard_silence(event.silence)
 
 
 def _minutes(seconds: float) -> str:

@@ -241,7 +241,7 @@ class ZnpSimulator:
         if len(frame.data) != 2:
             self._status(c.Cmd.ZDO_STARTUP_FROM_APP, c.MtStatus.INVALID_PARAMETER)
             return
-        state = 0 if self.formed else 1
+        state = c.StartupState.RESTORED_NETWORK if self.formed else c.StartupState.NEW_NETWORK
         self._send(c.Cmd.ZDO_STARTUP_FROM_APP.response(bytes((state,))))
         if self.started:
             return

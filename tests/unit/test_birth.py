@@ -1,0 +1,49 @@
+"""A rebirth republishes every result of the run, even one that finishes while it does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayd.clock import SystemClock
+from gatewayd.contract import Topics
+from gatewayd.daemon.birth import Birth
+from gatewayd.engine.result import ResultDocument
+from tests.unit.test_contract import _result
+
+
+class SlowLink:
+    """Publishes by yielding to the loop, as a real PUBACK wait does; records the topics."""
+
+    session = 3
+
+    def __init__(self, on_publish: Any) -> None:
+        self.topics: list[str] = []
+        self._on_publish = on_publish
+
+    async def publish_if_connected(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        self.topics.append(topic)
+        self._on_publish(topic)
+
+
+async def test_a_result_that_arrives_during_a_rebirth_does_not_break_it() -> None:
+    first = _result()
+    results: dict[str, ResultDocument] = {first.job_id: first}
+    late = first.model_copy(update={"job_id": "J-LATE"})
+
+    def job_finishes_meanwhile(topic: str) -> None:
+        if topic.endswith(f"/jobs/{first.job_id}/result"):
+            results[late.job_id] = late
+
+    link = SlowLink(job_finishes_meanwhile)
+    birth = Birth(
+        kit_id="k",
+        link=link,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        topics=Topics("k"),
+        hubs=[],  # type: ignore[arg-type]
+        digest=lambda: "sha256:" + "0" * 64,
+        rf_survey=False,
+        results=lambda: results,
+    )
+    await birth.rebirth()
+    assert f"gatewayd/k/jobs/{first.job_id}/result" in link.topics
