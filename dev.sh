@@ -2,6 +2,7 @@
 # One entry point for people and CI: sets up what is missing, then runs.
 #   ./dev.sh demo    run a simulated kit: hubs, an MQTT broker, the daemon, metrics (no hardware)
 #   ./dev.sh test    lint, type-check and run the whole test suite
+#   ./dev.sh test-under-load   the same pytest run, beside one CPU hog per core
 #   ./dev.sh setup   only install (Python venv in .venv, system packages)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -87,7 +88,14 @@ case "${1:-}" in
     "$VENV/bin/python" -m gatewayd.contract.schema_export --check
     echo "== pytest" >&2
     exec "$VENV/bin/pytest" "$@" ;;
+  test-under-load)
+    # Only pytest: the lint and type checks do not depend on timing.
+    setup
+    setup_test_tools
+    shift
+    echo "== pytest beside one CPU hog per core" >&2
+    GATEWAYD_HOG_PYTHON="$VENV/bin/python" exec ./tests/under_load.sh "$VENV/bin/pytest" "$@" ;;
   *)
-    echo "usage: ./dev.sh demo | test [pytest args] | setup" >&2
+    echo "usage: ./dev.sh demo | test [pytest args] | test-under-load [pytest args] | setup" >&2
     exit 2 ;;
 esac

@@ -4,6 +4,12 @@ The hub simulator runs in the test's event loop; the CLI runs as its own
 process, exactly as an installer starts it, and talks to the simulator through
 the pty's stable link. Site time runs 50 times faster than real time on both
 sides (the scenarios' speed and the kit config's time_scale).
+
+The site's story starts with the simulator, so the simulator starts once the CLI
+is under way (waiting for the hub's port): a CLI that takes two seconds to start on
+a loaded machine would otherwise meet a hub a hundred site seconds into its story.
+A fault that must strike at a point of the job (a cable pull, a restart during the
+HAN probe) is struck when the hub has seen that point, not at a site time.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gatewayd_drivers.commshub.messages import Cmd
 from gatewayd_sim.commshub.hub import HubSimulator
-from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from gatewayd_sim.commshub.scenario import Scenario, load_scenario, shipped_scenario
+from tests.waiting import wait_until
 
 SPEED = 50
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,23 +108,56 @@ async def spawn_probe(kit: Path, job: Path, *extra: str) -> asyncio.subprocess.P
     )  # fmt: skip
 
 
+Fault = Callable[[HubSimulator], Awaitable[None]]
+
+
+async def read_stderr_until(proc: asyncio.subprocess.Process, marker: bytes) -> bytes:
+    """The CLI's stderr up to and including the first line with ``marker`` (or to its end)."""
+    assert proc.stderr is not None
+    seen = b""
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        seen += line
+        if not line or marker in line:
+            return seen
+
+
 async def probe(
     site: Site,
-    scenario: str | None,
+    scenario: str | Scenario | None,
     job: Path,
     *extra: str,
     variants: str = '["single_phase", "polyphase", "twin_element"]',
     wan_deadline: int = 300,
+    fault: Fault | None = None,
 ) -> Run:
-    if scenario is not None:
-        site.sim = HubSimulator(load_scenario(shipped_scenario(scenario)), site.link, speed=SPEED)
-        await site.sim.start()
+    """Run the CLI on a job; the hub (when there is a scenario) starts once the CLI waits for it.
+
+    ``fault``, if given, runs beside the job with the started simulator.
+    """
     kit = site.tmp / "kit.toml"
     kit.write_text(
         KIT.format(speed=SPEED, port=site.link, variants=variants, wan_deadline=wan_deadline)
     )
     proc = await spawn_probe(kit, job, *extra)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    head = b""
+    striking: asyncio.Task[None] | None = None
+    if scenario is not None:
+        if isinstance(scenario, str):
+            scenario = load_scenario(shipped_scenario(scenario))
+        head = await read_stderr_until(proc, b"Connecting to the hub")
+        site.sim = HubSimulator(scenario, site.link, speed=SPEED)
+        await site.sim.start()
+        if fault is not None:
+            striking = asyncio.create_task(fault(site.sim))
+    try:
+        out, tail = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if striking is not None and not striking.done():
+            striking.cancel()
+    if striking is not None and not striking.cancelled():
+        striking.result()  # a fault that failed fails the test with its own error
+    err = head + tail
     assert proc.returncode is not None
     stdout = out.decode()
     try:
@@ -124,6 +165,22 @@ async def probe(
     except json.JSONDecodeError:
         pytest.fail(f"stdout is not one JSON document:\n{stdout}\nstderr:\n{err.decode()}")
     return Run(proc.returncode, doc, err.decode())
+
+
+def without_timed_faults(name: str) -> Scenario:
+    """A shipped scenario without its cable pulls and restarts at fixed site times."""
+    scenario = load_scenario(shipped_scenario(name))
+    faults = scenario.faults.model_copy(update={"cable_pull": [], "restart": []})
+    return scenario.model_copy(update={"faults": faults})
+
+
+async def devices_added(sim: HubSimulator, count: int) -> None:
+    """Until the hub has added ``count`` devices: the HAN probe is under way, none joined yet.
+
+    The devices join some site seconds after their add, on timers of this same event loop,
+    which come due after this wait's short polls: so whatever strikes next strikes first.
+    """
+    await wait_until(lambda: sim.executed[Cmd.DEVICE_LOG_ADD] >= count, timeout=60)
 
 
 def actions(run: Run) -> list[str]:
@@ -303,7 +360,16 @@ async def test_gas_only_job(site: Site) -> None:
 
 
 async def test_cable_pulled_during_the_han_probe_comes_back(site: Site) -> None:
-    run = await probe(site, "cable_pull_han", dual_fuel(site))
+    # The scenario pulls the cable at a site time; here it is pulled, for as long, once the
+    # hub has the devices, so that the pull lands in the HAN probe however slow the CLI is.
+    scenario = without_timed_faults("cable_pull_han")
+    (pull,) = load_scenario(shipped_scenario("cable_pull_han")).faults.cable_pull
+
+    async def pull_cable(sim: HubSimulator) -> None:
+        await devices_added(sim, len(scenario.han.devices))
+        sim.pull_cable(pull.for_s / SPEED)
+
+    run = await probe(site, scenario, dual_fuel(site), fault=pull_cable)
     assert run.code == 0, run.stderr
     assert run.doc["outcome"] == "commissioned"
     assert "Lost the hub's serial link" in run.stderr
@@ -340,7 +406,15 @@ async def test_hub_silent_during_the_wan_probe_fails_not_installed_without_wan(
 
 
 async def test_hub_restart_during_the_han_probe(site: Site) -> None:
-    run = await probe(site, "restart_han", dual_fuel(site))
+    # As for the cable pull: the restart strikes once the hub has the devices, before they join.
+    scenario = without_timed_faults("restart_han")
+    (restart,) = load_scenario(shipped_scenario("restart_han")).faults.restart
+
+    async def restart_hub(sim: HubSimulator) -> None:
+        await devices_added(sim, len(scenario.han.devices))
+        sim.restart(restart.start_reason)
+
+    run = await probe(site, scenario, dual_fuel(site), fault=restart_hub)
     assert run.code == 0, run.stderr
     assert run.doc["outcome"] == "commissioned"
     assert "hub restarted" in run.stderr.lower()
