@@ -165,7 +165,11 @@ class OpticalMeterSim:
         message_out = build_data_message(self.profile.data_block())
         if self.profile.faults.wrong_bcc:
             message_out = message_out[:-1] + bytes([message_out[-1] ^ 0x5A])
-        self._later(self._send(message_out, rate, "readout"))
+        # The reaction time counts from the acknowledgement's last character, which at 300
+        # baud arrives 10 bits per character after its first; a pty hands it over at once,
+        # while the kit switches speed only once it has left the wire.
+        wire_s = len(message) * 10 / 300
+        self._later(self._send(message_out, rate, "readout", after_s=wire_s))
 
     # --- sending ------------------------------------------------------------------
 
@@ -174,8 +178,8 @@ class OpticalMeterSim:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, data: bytes, rate: int, kind: str) -> None:
-        await asyncio.sleep(self.profile.reaction_s + self.profile.faults.slow_answer_s)
+    async def _send(self, data: bytes, rate: int, kind: str, *, after_s: float = 0.0) -> None:
+        await asyncio.sleep(after_s + self.profile.reaction_s + self.profile.faults.slow_answer_s)
         client = self.client_baud()
         if client != rate:
             # Received at another speed, a character smears into framing errors: noise.
