@@ -2,10 +2,10 @@
 
 The arrow from serial bytes to frames, for any device protocol. A client (the
 Comms Hub's LSP, the ZNP radio's MT) subclasses ``FramedClient`` with its own
-push decoder; this class owns the ``SerialLink`` (opened with
-pyserial-asyncio-fast, reopened after an unplug), feeds it every chunk read,
-clears the decoder's partial frame whenever the port opens or is lost, and
-gives the client the lifecycle its callers use: ``start``, ``wait_connected``,
+push decoder; this class owns the ``SerialLink`` (opened with pyserial,
+read and written without select(), reopened after an unplug), feeds it every
+chunk read, clears the decoder's partial frame whenever the port opens or is
+lost, and gives the client the lifecycle its callers use: ``start``, ``wait_connected``,
 ``stop``, ``async with``. When the port is lost or closed, every call still
 waiting on the device fails at once. The client hears of the port only through
 three hooks: ``_fail_waiting``, ``_link_up`` and ``_link_down``.

@@ -1,11 +1,12 @@
 """A serial port that stays open: bytes in and out, reopened by itself after an unplug.
 
 The first arrow of the flow (serial bytes -> frames). It knows nothing of any
-protocol: it opens a device path with pyserial + pyserial-asyncio-fast, hands
-every chunk it reads to a callback, and when the port vanishes (EOF, EIO,
-ENODEV, the path disappearing) reports *disconnected*, then reopens the same
-path with capped exponential backoff and reports *connected* again. It never
-busy-loops and never dies on an unplug.
+protocol: it opens a device path with pyserial, moves the bytes with
+``serial_io.PortIO`` (no select(), so any descriptor number works), hands every
+chunk it reads to a callback, and when the port vanishes (EOF, EIO, ENODEV, the
+path disappearing, or any other error reading it) reports *disconnected*, then
+reopens the same path with capped exponential backoff and reports *connected*
+again. It never busy-loops and never dies on an unplug.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import serial
-import serial_asyncio_fast
 
 from gatewayd_drivers.backoff import BackoffSettings
+from gatewayd_drivers.serial_io import PortIO
 
 _log = logging.getLogger(__name__)
 
@@ -56,17 +57,6 @@ class LinkCounters:
     connected: bool = False
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self, link: SerialLink) -> None:
-        self._link = link
-
-    def data_received(self, data: bytes) -> None:
-        self._link._on_bytes(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._link._on_lost(self, exc)
-
-
 class SerialLink:
     """Keeps ``path`` open; see the module docstring.
 
@@ -94,8 +84,7 @@ class SerialLink:
         self._on_data = on_data
         self._on_state = on_state
         self._rng = rng or random.Random()
-        self._transport: asyncio.Transport | None = None
-        self._protocol: _Protocol | None = None
+        self._port: PortIO | None = None
         self._lost = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -105,7 +94,7 @@ class SerialLink:
 
     @property
     def connected(self) -> bool:
-        return self._transport is not None
+        return self._port is not None
 
     async def start(self) -> None:
         """Start keeping the port open (returns at once; see ``wait_connected``)."""
@@ -133,14 +122,14 @@ class SerialLink:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        self._close_transport()
+        self._close_port()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the port; raises ``LinkDown`` when it is not open."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        port = self._port
+        if port is None or port.is_closing():
             raise LinkDown(f"serial port {self.name} is not connected")
-        transport.write(data)
+        port.write(data)
         self.counters.bytes_out += len(data)
 
     # --- internals -------------------------------------------------------------
@@ -166,22 +155,32 @@ class SerialLink:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
-        transport, protocol = await serial_asyncio_fast.create_serial_connection(
-            loop,
-            lambda: _Protocol(self),
-            self.path,
-            baudrate=s.baudrate,
-            bytesize=s.bytesize,
-            parity=s.parity,
-            stopbits=s.stopbits,
-            xonxoff=False,
-            rtscts=False,
-            dsrdtr=False,
+        # Opening can block on a real port (a USB device settling): off the loop.
+        opened = await loop.run_in_executor(
+            None,
+            lambda: serial.Serial(
+                self.path,
+                baudrate=s.baudrate,
+                bytesize=s.bytesize,
+                parity=s.parity,
+                stopbits=s.stopbits,
+                xonxoff=False,
+                rtscts=False,
+                dsrdtr=False,
+            ),
         )
-        assert isinstance(protocol, _Protocol)
+        port: PortIO | None = None
+
+        def on_lost(exc: BaseException | None) -> None:
+            self._on_lost(port, exc)
+
+        try:
+            port = PortIO(opened, loop, on_data=self._on_bytes, on_lost=on_lost)
+        except BaseException:
+            opened.close()
+            raise
         self._lost.clear()
-        self._transport = transport
-        self._protocol = protocol
+        self._port = port
         if self._ever_connected:
             self.counters.reconnects += 1
         self._ever_connected = True
@@ -198,11 +197,10 @@ class SerialLink:
         except Exception:
             _log.exception("serial data handler failed link=%s", self.name)
 
-    def _on_lost(self, protocol: _Protocol, exc: Exception | None) -> None:
-        if protocol is not self._protocol:
+    def _on_lost(self, port: PortIO | None, exc: BaseException | None) -> None:
+        if port is None or port is not self._port:
             return
-        self._transport = None
-        self._protocol = None
+        self._port = None
         self.counters.connected = False
         self._connected_event.clear()
         if not self._stopping:
@@ -211,14 +209,12 @@ class SerialLink:
         self._lost.set()
         self._notify(LinkState.DISCONNECTED)
 
-    def _close_transport(self) -> None:
-        transport = self._transport
-        if transport is not None:
-            transport.close()
-        # connection_lost may arrive later; report the state now.
-        if self._protocol is not None:
-            self._transport = None
-            self._protocol = None
+    def _close_port(self) -> None:
+        port = self._port
+        # The port reports its end later; report the state now.
+        if port is not None:
+            port.close()
+            self._port = None
             self.counters.connected = False
             self._connected_event.clear()
             self._notify(LinkState.DISCONNECTED)
