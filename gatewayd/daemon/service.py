@@ -23,6 +23,7 @@ from gatewayd.config.mqtt import MqttConfig
 from gatewayd.config.reload import reload_kit_config
 from gatewayd.contract import Topics, config_digest, state_payload
 from gatewayd.daemon.birth import Birth
+from gatewayd.daemon.fd_limit import raise_open_file_limit
 from gatewayd.daemon.hubs import HubRuntime, Hubs
 from gatewayd.daemon.job_journal import JobJournal
 from gatewayd.daemon.jobs import JobRunner
@@ -273,6 +274,10 @@ def main_run(config_path: Path, *, log_level_forced: bool = False) -> int:
         return 2
     if not log_level_forced:
         logging.getLogger().setLevel(kit.log.level.number)
+    too_few = raise_open_file_limit(len(kit.all_hubs))
+    if too_few is not None:
+        print(f"gatewayd run: {config_path}: {too_few}", file=sys.stderr)
+        return 1
     try:
         return asyncio.run(run_daemon(kit, config_bytes, config_path))
     except (OutboxError, MetricsServerError) as exc:
