@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from tests.chaos.dispatch import JobRecord
 from tests.chaos.hubs import Slot
 from tests.chaos.verdicts import allowed_verdicts, verdict_of
 
+# A broker may have acknowledged an event this long before a SIGKILL without having saved it.
+BROKER_SAVE_S = 1.0
 # An event the kit acknowledged this shortly before it was SIGKILLed may not be on disk yet.
 KILL_WINDOW_S = 1.0
 INTERRUPTED = "stopped while this job ran"  # the failure reason of a job a kill cut short
@@ -52,6 +55,7 @@ class Figures:
     hub_events: int = 0  # acknowledged by the kit on the serial line
     hub_events_lost: int = 0  # while the daemon ran
     hub_events_lost_to_kills: int = 0  # acknowledged just before a SIGKILL: allowed
+    job_events_lost_to_broker_kills: int = 0  # acknowledged by a broker then SIGKILLed: apart
     duplicates: int = 0  # same event with a new event_id
     redeliveries: int = 0  # same event_id again: allowed
     wrong_verdicts: int = 0
@@ -84,13 +88,14 @@ def count(
     slots: list[Slot],
     kills: list[float],
     end: float,
+    broker_kills: Sequence[float] = (),
 ) -> Figures:
     """Fill ``figures`` from the run's records; ``end`` is the loop time the run ended."""
     by_topic: dict[str, list[Received]] = defaultdict(list)
     for seen in received:
         by_topic[seen.topic].append(seen)
     _results(figures, base, by_topic, records, slots, kills, end)
-    _job_events(figures, base, by_topic, records)
+    _job_events(figures, base, by_topic, records, list(broker_kills))
     for slot in slots:
         _hub_events(figures, slot, by_topic.get(f"{base}/hubs/{slot.name}/events", []), kills)
     return figures
@@ -148,13 +153,18 @@ def _distinct(seen: list[Received]) -> list[dict[str, Any]]:
 
 
 def _job_events(
-    figures: Figures, base: str, by_topic: dict[str, list[Received]], records: list[JobRecord]
+    figures: Figures,
+    base: str,
+    by_topic: dict[str, list[Received]],
+    records: list[JobRecord],
+    broker_kills: list[float],
 ) -> None:
     topics = [f"{base}/jobs/{r.job_id}/events" for r in records if r.accepted] + [f"{base}/aborts"]
     for topic in topics:
-        first_seen = _events(figures, topic, by_topic.get(topic, []))
+        seen = by_topic.get(topic, [])
+        first_seen = _events(figures, topic, seen)
         figures.job_events += len(first_seen)
-        figures.job_events_lost += _holes(figures, topic, first_seen)
+        figures.job_events_lost += _holes(figures, topic, first_seen, seen, broker_kills)
     aborted = {e["job_id"] for e in _bodies(by_topic.get(f"{base}/aborts", []))}
     for record in records:
         if not record.accepted:
@@ -196,8 +206,23 @@ def _events(figures: Figures, topic: str, seen: list[Received]) -> dict[str, dic
     return first
 
 
-def _holes(figures: Figures, topic: str, events: dict[str, dict[str, Any]]) -> int:
-    """Events missing from ``topic``: per session, numbers below the highest never seen."""
+def _holes(
+    figures: Figures,
+    topic: str,
+    events: dict[str, dict[str, Any]],
+    seen: list[Received],
+    broker_kills: list[float],
+) -> int:
+    """Events missing from ``topic``: per session, numbers below the highest never seen.
+
+    A hole whose neighbours arrived on either side of a broker SIGKILL is counted apart: the
+    broker acknowledged the event to the kit, then died before it saved it.
+    """
+    arrived: dict[tuple[int, int], float] = {}
+    for r in seen:
+        if isinstance(r.body, dict) and "session" in r.body and "seq" in r.body:
+            key = (int(r.body["session"]), int(r.body["seq"]))
+            arrived.setdefault(key, r.at)
     by_session: dict[int, dict[int, str]] = defaultdict(dict)
     for event_id, body in events.items():
         seqs = by_session[int(body["session"])]
@@ -209,9 +234,21 @@ def _holes(figures: Figures, topic: str, events: dict[str, dict[str, Any]]) -> i
     lost = 0
     for session, seqs in by_session.items():
         missing = sorted(set(range(1, max(seqs) + 1)) - set(seqs))
-        if missing:
-            lost += len(missing)
-            figures.problems.append(f"{topic}: session {session} lacks seq {_ranges(missing)}")
+        kit_lost = []
+        for seq in missing:
+            before = max((arrived[(session, s)] for s in seqs if s < seq), default=None)
+            after = min((arrived[(session, s)] for s in seqs if s > seq), default=None)
+            if (
+                before is not None
+                and after is not None
+                and any(before - BROKER_SAVE_S <= k <= after for k in broker_kills)
+            ):
+                figures.job_events_lost_to_broker_kills += 1
+            else:
+                kit_lost.append(seq)
+        if kit_lost:
+            lost += len(kit_lost)
+            figures.problems.append(f"{topic}: session {session} lacks seq {_ranges(kit_lost)}")
     return lost
 
 

@@ -14,6 +14,7 @@ COLUMNS = (
     ("job events (lost)", "job_events"),
     ("hub events (lost while running)", "hub_events"),
     ("lost to a SIGKILL (allowed)", "hub_events_lost_to_kills"),
+    ("job events the broker lost (SIGKILL after its PUBACK)", "job_events_lost_to_broker_kills"),
     ("duplicates, new event_id", "duplicates"),
     ("redeliveries, same event_id", "redeliveries"),
     ("wrong verdicts", "wrong_verdicts"),

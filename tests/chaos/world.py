@@ -114,6 +114,7 @@ class World:
             slots=self.hubs.slots,
             kills=self.kit.kill_times(),
             end=end,
+            broker_kills=self.broker.kill_times,
         )
 
     def _write_journal(self, end: float) -> None:
