@@ -161,7 +161,6 @@ class _Stages:
             why = self.hub.last_link_error or "the port did not open"
             self.failure = Failed(f"cannot open the hub's port {self.hub.port}: {why}", "hub")
             return False
-        info = None
         for _ in range(FINAL_READ_TRIES):
             try:
                 info = await self.hub.get_info()
@@ -176,7 +175,7 @@ class _Stages:
                 why = str(exc)
             self.failure = Failed(f"the hub does not answer on {self.hub.port}: {why}", "hub")
             return False
-        if info is None:
+        else:
             self.failure = Failed(f"the hub does not answer on {self.hub.port}", "hub")
             return False
         self.hub_facts = HubFacts.from_info(info)

@@ -9,6 +9,7 @@ timer filled in.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from gatewayd.clock import Clock
 from gatewayd.config.kit import StageTiming
@@ -51,3 +52,10 @@ class Probe:
         self._error = f"the hub stopped answering: {silence.reason}"
         self.report(self.stage, Kind.LINK, f"The hub stopped answering ({silence.reason})")
         self._wake.set()
+
+    async def _read_until_answered(self, read: Callable[[], Awaitable[bool]]) -> None:
+        """A closing read the verdict rests on: one timeout alone is retried, until the hub
+        answers (``read`` returns True), the link goes or the hub counts as silent."""
+        for _ in range(FINAL_READ_TRIES):
+            if await read() or self.link_down or self.silence is not None:
+                return

@@ -23,7 +23,7 @@ from gatewayd.clock import Clock
 from gatewayd.config.job import Device
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import DeviceOutcome, HanOutcome, JoinFailure
-from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
+from gatewayd.engine.probes.base import Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
 from gatewayd.engine.retry import AttemptTimeout, Wake
@@ -117,7 +117,8 @@ class HanProbe(Probe):
         async with watching(self.hub, self._on_event):
             await self._loop()
             if self.silence is None:
-                await self._final_read()  # the hub's last word; band, signal and LQI
+                # The hub's last word; band, signal and LQI.
+                await self._read_until_answered(self._read_log)
         if self._deadline_reached and self.silence is None:
             for s in self._devices.values():
                 if not s.done and s.last_failure is None:
@@ -144,11 +145,6 @@ class HanProbe(Probe):
                 await self._read_log()
             elif wake is Wake.DEADLINE:
                 self._deadline_reached = True
-                return
-
-    async def _final_read(self) -> None:
-        for _ in range(FINAL_READ_TRIES):
-            if await self._read_log() or self.link_down or self.silence is not None:
                 return
 
     def _now(self) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from gatewayd.clock import Clock
 from gatewayd.config.kit import StageTiming
 from gatewayd.engine.outcomes import RssiSample, WanOutcome
-from gatewayd.engine.probes.base import FINAL_READ_TRIES, Probe
+from gatewayd.engine.probes.base import Probe
 from gatewayd.engine.probes.events import watching
 from gatewayd.engine.progress import Kind, Reporter, Stage
 from gatewayd.engine.published import enum_label
@@ -95,13 +95,7 @@ class WanProbe(Probe):
             if self.established or self.silence is not None:
                 return
             if wake is Wake.DEADLINE:
-                await self._final_poll()
-                return
-
-    async def _final_poll(self) -> None:
-        """The state at the deadline, as the hub reports it: one timeout alone is retried."""
-        for _ in range(FINAL_READ_TRIES):
-            if await self._poll() or self.link_down or self.silence is not None:
+                await self._read_until_answered(self._poll)  # the state at the deadline
                 return
 
     async def _poll(self) -> bool:
