@@ -1,6 +1,6 @@
 """Benchmark: LSP frame decode throughput over a large buffer of mixed frames.
 
-Not a test. Run: .venv/bin/python bench/lsp_decode.py [--frames N] [--chunk BYTES]
+Not a test. Run: python -m bench.lsp_decode [--frames N] [--chunk BYTES]
 Prints frames/s and MB/s with the Python version and machine, best of several runs.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from decode_timing import best_decode_time, report
-
+from bench.decode_timing import best_decode_time, report
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.commshub.framing import Frame, FrameDecoder, FrameType, encode_frame
 from gatewayd_drivers.commshub.messages import (

@@ -1,6 +1,6 @@
 """Benchmark: ZNP MT frame decode throughput over a large buffer of survey-like frames.
 
-Not a test. Run: .venv/bin/python bench/znp_decode.py [--frames N] [--chunk BYTES] [--noise]
+Not a test. Run: python -m bench.znp_decode [--frames N] [--chunk BYTES] [--noise]
 Prints frames/s and MB/s with the Python version and machine, best of several runs.
 ``--noise`` puts junk with a false frame start (SOF and a long length) before every tenth
 frame, the decoder's worst case.
@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from decode_timing import best_decode_time, report
-
+from bench.decode_timing import best_decode_time, report
 from gatewayd_drivers.commshub.eui64 import Eui64
 from gatewayd_drivers.znp import commands as c
 from gatewayd_drivers.znp.frames import FrameDecoder, MtFrame, encode_frame

@@ -1,0 +1,1 @@
+"""Benchmarks: gatewayd measured against a peer in the same run, never against a clock."""
