@@ -119,6 +119,21 @@ def _split_cmd0(cmd0: int) -> tuple[CommandType | int, Subsystem | int]:
     return kind, subsystem
 
 
+# Every CMD0 split once at import: the decoder indexes this per frame instead of calling two
+# enum constructors (and catching their ValueError for unlisted values) on the hot path.
+_CMD0_SPLIT = tuple(_split_cmd0(cmd0) for cmd0 in range(256))
+
+
+def _fcs_ok(buf: bytearray, start: int, end: int) -> bool:
+    """Whether the frame in ``buf[start:end]`` (SOF to FCS) has a good FCS.
+
+    The FCS is the XOR of LEN..DATA, so LEN..FCS XOR to zero exactly when it matches: one
+    fold over the slice, no separate index of the FCS byte. A bytearray slice rather than a
+    memoryview: a view left alive would make the decoder's ``del buf[:n]`` raise.
+    """
+    return fcs(buf[start + 1 : end]) == 0
+
+
 class DiscardReason(enum.Enum):
     JUNK = "junk"  # bytes before a SOF
     BAD_LENGTH = "bad_length"  # LEN above 250
@@ -150,8 +165,7 @@ def _complete_frame_at(buf: bytearray, pos: int) -> int:
     end = pos + length + OVERHEAD
     if end > len(buf) or buf[pos + 2] >> 5 > MAX_TYPE:
         return 0
-    body = memoryview(buf)[pos + 1 : end - 1]
-    return end - pos if fcs(body) == buf[end - 1] else 0
+    return end - pos if _fcs_ok(buf, pos, end) else 0
 
 
 class FrameDecoder:
@@ -218,12 +232,12 @@ class FrameDecoder:
                 self._discard(DiscardReason.BAD_TYPE, 1)
                 del buf[:1]
                 continue
-            if fcs(memoryview(buf)[1 : end - 1]) != buf[end - 1]:
+            if not _fcs_ok(buf, 0, end):
                 # Resync on the next SOF inside this run: it may be a real frame.
                 self._discard(DiscardReason.BAD_FCS, 1)
                 del buf[:1]
                 continue
-            ftype, subsystem = _split_cmd0(buf[2])
+            ftype, subsystem = _CMD0_SPLIT[buf[2]]
             frame = MtFrame(ftype, subsystem, buf[3], bytes(buf[4 : end - 1]))
             del buf[:end]
             self._deliver(frame)
