@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatewayd_drivers.commshub.crc import crc16_x25
+from gatewayd_drivers.commshub.crc import GOOD_RESIDUE, crc16_x25
 from gatewayd_drivers.znp.frames import fcs
 
 
@@ -93,6 +93,18 @@ def test_every_length_up_to_past_the_largest_frame(
     for length in range(1100):
         data = rng.randbytes(length)
         assert fast(data) == reference(data), length
+
+
+@given(st.binary(max_size=600), st.integers(0, 0xFFFF))
+def test_a_body_with_its_fcs_checks_to_the_residue_and_no_other_fcs_does(
+    data: bytes, fcs_value: int
+) -> None:
+    # The LSP decoder checks BODY with its FCS in one go against GOOD_RESIDUE: that must
+    # accept exactly the FCS the reference gives, sent least significant byte first.
+    good = reference_crc16_x25(data)
+    assert crc16_x25(data + good.to_bytes(2, "little")) == GOOD_RESIDUE
+    checked = crc16_x25(data + fcs_value.to_bytes(2, "little"))
+    assert (checked == GOOD_RESIDUE) == (fcs_value == good)
 
 
 @given(st.binary(min_size=1, max_size=600), st.data())

@@ -24,6 +24,12 @@ def _reverse_bits(byte: int) -> int:
 # _REVERSED[b] is b with its eight bits in the opposite order: a translate table.
 _REVERSED = bytes(_reverse_bits(byte) for byte in range(256))
 
+# The CRC of a body followed by its own FCS (least significant byte first, as the LSP sends
+# it) is this constant whatever the body, and any other FCS gives another value; so a
+# receiver checks the whole BODY at once instead of slicing the FCS off and decoding it.
+# It is RFC 1662's "good final FCS value" 0xF0B8 after the final XOR with 0xFFFF.
+GOOD_RESIDUE = 0x0F47
+
 
 def crc16_x25(data: bytes | bytearray | memoryview) -> int:
     """Return the CRC-16/X.25 of ``data`` (check value of b"123456789" is 0x906E)."""
