@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gatewayd_drivers.commshub.crc import crc16_x25
+from gatewayd_drivers.commshub.crc import GOOD_RESIDUE, crc16_x25
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ def encode_frame(frame: Frame) -> bytes:
     return _FLAG_BYTES + _escape(frame_body(frame)) + _FLAG_BYTES
 
 
+# TYPE byte -> FrameType: a dict lookup per frame instead of the enum constructor and its
+# ValueError for unlisted values, which the decode profile showed as a tenth of the cost.
+_FRAME_TYPES: dict[int, FrameType | int] = {t.value: t for t in FrameType}
+
+
 class DiscardReason(enum.Enum):
     ABORTED = "aborted"  # 0x7D directly before a flag
     SHORT = "short"  # fewer bytes than a header and FCS
@@ -103,19 +108,14 @@ def parse_body(body: bytes) -> Frame | DiscardReason:
     """Check and parse one unescaped BODY."""
     if len(body) < HEADER_LEN + FCS_LEN:
         return DiscardReason.SHORT
-    fcs = int.from_bytes(body[-2:], "little")
-    if crc16_x25(memoryview(body)[:-2]) != fcs:
+    if crc16_x25(body) != GOOD_RESIDUE:
         return DiscardReason.BAD_FCS
     ver, ftype, seq, cmd, length = _HEADER.unpack_from(body)
     if ver != VERSION:
         return DiscardReason.BAD_VERSION
     if length > MAX_PAYLOAD or length != len(body) - HEADER_LEN - FCS_LEN:
         return DiscardReason.BAD_LENGTH
-    try:
-        kind: FrameType | int = FrameType(ftype)
-    except ValueError:
-        kind = ftype
-    return Frame(kind, seq, cmd, bytes(body[HEADER_LEN:-2]))
+    return Frame(_FRAME_TYPES.get(ftype, ftype), seq, cmd, bytes(body[HEADER_LEN:-2]))
 
 
 def unescape(raw: bytes) -> bytes | None:
