@@ -3,6 +3,7 @@
 #   ./dev.sh demo    run a simulated kit: hubs, an MQTT broker, the daemon, metrics (no hardware)
 #   ./dev.sh test    lint, type-check and run the whole test suite
 #   ./dev.sh test-under-load   the same pytest run, beside one CPU hog per core
+#   ./dev.sh bench   the performance comparisons, written to docs/benchmarks.md (--quick: small)
 #   ./dev.sh setup   only install (Python venv in .venv, system packages)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -95,7 +96,14 @@ case "${1:-}" in
     shift
     echo "== pytest beside one CPU hog per core" >&2
     GATEWAYD_HOG_PYTHON="$VENV/bin/python" exec ./tests/under_load.sh "$VENV/bin/pytest" "$@" ;;
+  bench)
+    # A real broker for the latency and drain comparisons; zigpy-znp (a test extra) as the
+    # MT decode peer.
+    setup
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+    shift
+    exec "$VENV/bin/python" -m bench "$@" ;;
   *)
-    echo "usage: ./dev.sh demo | test [pytest args] | test-under-load [pytest args] | setup" >&2
+    echo "usage: ./dev.sh demo | test [pytest args] | test-under-load [pytest args] | bench [--quick] | setup" >&2
     exit 2 ;;
 esac
