@@ -1,7 +1,9 @@
 """The `gatewayd` command line: the global options, and one module per verb behind them.
 
 Each verb module adds its own subcommand (`gatewayd.cli.verb`); this one lists them, in the
-order `gatewayd --help` shows them, sets up logging and calls the chosen verb's handler.
+order `gatewayd --help` shows them, sets up logging and calls the chosen verb's handler. When
+the command line names a command first, only that verb's parser is built: the others cost
+`gatewayd run` time on every start and parse nothing it was given.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ __all__ = ["VERBS", "build_parser", "main"]
 VERBS: tuple[Verb, ...] = (hub_status, sim, survey, probe, run, check_config, read_meter, demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs: Sequence[Verb] = VERBS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewayd",
         description="Commissioning daemon for SMETS2 installers' kits.",
@@ -36,19 +38,44 @@ def build_parser() -> argparse.ArgumentParser:
         "on stdout)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verb in VERBS:
+    for verb in verbs:
         verb.register(subparsers)
     return parser
 
 
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, when nothing but ``--log-level`` comes before it.
+
+    Anything else first (``--help``, ``--version``, an abbreviated option) gets None, and so the
+    whole parser, which alone can answer it.
+    """
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--log-level":
+            i += 2
+        elif arg.startswith("--log-level="):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = named_command(given)
+    # An unknown command gets the whole parser too: its error lists the commands there are.
+    chosen = [verb for verb in VERBS if command == verb.COMMAND] or VERBS
+    parser = build_parser(chosen)
+    args = parser.parse_args(given)
     configure_logging(getattr(logging, args.log_level or "WARNING"))
     # No verb, or a group such as `hub` or `sim` without its subcommand.
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
+        # The top help, with every command, even when the parser was built for one group.
+        build_parser().print_help(sys.stderr)
         return 2
     return handler(args)
 

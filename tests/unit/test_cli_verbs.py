@@ -100,6 +100,50 @@ def test_every_command_answers_its_own_help(
     out = capsys.readouterr()
     assert out.out.startswith(f"usage: gatewayd {' '.join(path)} [-h]")
     assert out.err == ""
+    # main() built only this verb's parser; the whole parser says the same.
+    sub = cli_main.build_parser()
+    for name in path:
+        sub = _subcommands(sub)[name]
+    assert out.out == sub.format_help()
+
+
+@pytest.mark.parametrize("verb", cli_main.VERBS, ids=lambda v: getattr(v, "__name__", "?"))
+def test_every_verb_adds_the_one_command_it_names(verb: Verb) -> None:
+    """main() picks the verb to build by its COMMAND: register must add exactly that one."""
+    assert list(_subcommands(_registered(verb))) == [verb.COMMAND]
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["run", "--config", "kit.toml"], "run"),
+        (["--log-level", "debug", "run", "--config", "kit.toml"], "run"),
+        (["--log-level=DEBUG", "hub", "status"], "hub"),
+        (["check-config", "--help"], "check-config"),
+        # The whole parser answers these: only it knows every command and the top options.
+        (["--help", "run"], None),
+        (["--version"], None),
+        (["--log", "DEBUG", "run"], None),
+        (["--log-level"], None),
+        ([], None),
+    ],
+)
+def test_the_command_named_first_is_found_without_a_parser(
+    argv: list[str], command: str | None
+) -> None:
+    assert cli_main.named_command(argv) == command
+
+
+def test_an_unknown_command_is_refused_naming_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli_main.main(["frobnicate"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'frobnicate'" in err
+    for verb in cli_main.VERBS:
+        assert repr(verb.COMMAND) in err
 
 
 @pytest.mark.parametrize("argv", [[], ["hub"], ["sim"]], ids=["nothing", "hub", "sim"])
@@ -171,6 +215,34 @@ def test_help_imports_nothing_a_verb_runs_with(path: tuple[str, ...]) -> None:
     assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *path))} [-h]")
     assert "gatewayd.cli.main" in imported
     assert _heavy(imported) == []
+
+
+# The console script's own entry (pyproject's [project.scripts]), then every module loaded.
+_CONSOLE_SCRIPT = """
+import sys
+from gatewayd.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [("--help",), ("run", "--help")], ids=" ".join)
+def test_help_leaves_the_libraries_out_of_sys_modules(args: tuple[str, ...]) -> None:
+    """What the interpreter holds once `gatewayd --help` or `gatewayd run --help` answered:
+    none of the libraries, however they came to be imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CONSOLE_SCRIPT, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *args[:-1]))} [-h]")
+    loaded = done.stderr.splitlines()[-1].split()
+    assert "gatewayd.cli.main" in loaded
+    for library in ("pydantic", "aiomqtt", "paho", "serial", "serial_asyncio_fast"):
+        assert library not in loaded
+    assert _heavy(loaded) == []
 
 
 def test_the_run_verb_loads_the_daemon_only_when_it_runs() -> None:
