@@ -21,7 +21,7 @@ request, DCC notice and survey models, which it needs only when a back office se
 
 from __future__ import annotations
 
-import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -303,7 +303,11 @@ if not TYPE_CHECKING:
         module = _HOME.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        # __import__, not importlib.import_module: `python -X importtime` (which the tests and
+        # the start-up profile read) only sees imports that go through the import statement's
+        # machinery.
+        __import__(f"{__name__}.{module}")
+        value = getattr(sys.modules[f"{__name__}.{module}"], name)
         # Found once: later uses read the package's own attribute.
         globals()[name] = value
         return value
