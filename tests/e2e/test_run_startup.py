@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Loaded at a job, a request, a DCC notice, a survey or a meter reading, never to start.
+# Loaded at a job, a request, a DCC notice, a survey, a meter reading or another command, never
+# to start.
 LATER = (
     "gatewayd.contract.requests",
     "gatewayd.contract.dcc_notice",
@@ -31,6 +32,14 @@ LATER = (
     "gatewayd_drivers.iec62056.reader",
     "gatewayd_sim",
     "gatewayd.demo",
+    # The other verbs of the command line: only the one that runs is imported.
+    "gatewayd.cli.check_config",
+    "gatewayd.cli.demo",
+    "gatewayd.cli.hub_status",
+    "gatewayd.cli.probe",
+    "gatewayd.cli.read_meter",
+    "gatewayd.cli.sim",
+    "gatewayd.cli.survey",
     "rich",
     "amqtt",
 )

@@ -56,12 +56,12 @@ def test_every_module_with_a_register_is_a_listed_verb() -> None:
         module = importlib.import_module(f"gatewayd.cli.{info.name}")
         if callable(getattr(module, "register", None)):
             with_register.add(module.__name__)
-    listed = [getattr(verb, "__name__", "") for verb in cli_main.VERBS]
+    listed = [getattr(verb, "__name__", "") for verb in cli_main.verbs()]
     assert len(listed) == len(set(listed))
     assert with_register == set(listed)
 
 
-@pytest.mark.parametrize("verb", cli_main.VERBS, ids=lambda v: getattr(v, "__name__", "?"))
+@pytest.mark.parametrize("verb", cli_main.verbs(), ids=lambda v: getattr(v, "__name__", "?"))
 def test_every_verb_gives_each_of_its_commands_a_handler(verb: Verb) -> None:
     paths = list(_paths(_registered(verb)))
     assert paths, "register() added no subcommand"
@@ -83,7 +83,7 @@ def test_help_lists_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
     commands = shown.split("COMMAND\n", 1)[1].split("\noptions:", 1)[0]
     # An entry starts four spaces in; its wrapped help lines start further in.
     listed = re.findall(r"^ {4}(\S+)", commands, flags=re.MULTILINE)
-    expected = [name for verb in cli_main.VERBS for name in _subcommands(_registered(verb))]
+    expected = [name for verb in cli_main.verbs() for name in _subcommands(_registered(verb))]
     assert listed == expected
     assert {"hub", "sim", "survey", "probe", "run", "check-config", "read-meter", "demo"} <= set(
         listed
@@ -107,10 +107,22 @@ def test_every_command_answers_its_own_help(
     assert out.out == sub.format_help()
 
 
-@pytest.mark.parametrize("verb", cli_main.VERBS, ids=lambda v: getattr(v, "__name__", "?"))
+@pytest.mark.parametrize("verb", cli_main.verbs(), ids=lambda v: getattr(v, "__name__", "?"))
 def test_every_verb_adds_the_one_command_it_names(verb: Verb) -> None:
     """main() picks the verb to build by its COMMAND: register must add exactly that one."""
     assert list(_subcommands(_registered(verb))) == [verb.COMMAND]
+
+
+def test_the_command_table_names_each_verb_module_by_its_command() -> None:
+    """main() imports a verb's module by the command it adds, before it can ask the module."""
+    found = {
+        verb.COMMAND: getattr(verb, "__name__", "").rsplit(".", 1)[-1] for verb in cli_main.verbs()
+    }
+    assert found == cli_main.COMMANDS
+    for command, module in cli_main.COMMANDS.items():
+        assert [getattr(v, "__name__", "") for v in cli_main.verbs(command)] == [
+            f"gatewayd.cli.{module}"
+        ]
 
 
 @pytest.mark.parametrize(
@@ -142,7 +154,7 @@ def test_an_unknown_command_is_refused_naming_every_command(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'frobnicate'" in err
-    for verb in cli_main.VERBS:
+    for verb in cli_main.verbs():
         assert repr(verb.COMMAND) in err
 
 
