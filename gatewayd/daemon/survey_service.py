@@ -7,9 +7,9 @@ answer leaves the survey unjudged, with the reason in it. Every survey with a po
 kept in the kit's ``SurveyStore``, which the daemon's jobs read for their HAN evidence
 (``StoredSurveys``).
 
-The survey code, the radio's driver and the survey models are imported when a job or a
-request first needs them, not with this module: the daemon reaches READY without them, and a
-kit without a radio never imports the radio's driver.
+The survey code and models are imported when a job or a request first needs them, not with
+this module: the daemon reaches READY without them, and only a survey imports the radio's
+client.
 """
 
 from __future__ import annotations
