@@ -9,7 +9,7 @@ probe, radio) are checked. They
 are warnings, because a config is often checked away from the kit it is for (and a hub
 may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
 
-Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the config models (pydantic) are imported by the functions that use them.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from gatewayd.config.errors import Problem
     from gatewayd.config.kit import KitConfig
 
-__all__ = ["check_file", "main_check_config", "register"]
+__all__ = ["COMMAND", "check_file", "main_check_config", "register"]
 
 Kind = Literal["auto", "kit", "job"]
 
@@ -136,9 +136,12 @@ def main_check_config(
     return status
 
 
+COMMAND = "check-config"
+
+
 def register(subparsers: Subparsers) -> None:
     check = subparsers.add_parser(
-        "check-config",
+        COMMAND,
         help="check kit configs and job files: every problem with its file and key",
         description="Prints every problem as FILE: key.path: reason. Exit 0 when every file "
         "is valid, 2 when any is not. A file with a top-level job_id is a job file.",

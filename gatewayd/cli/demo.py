@@ -12,12 +12,14 @@ from pathlib import Path
 
 from gatewayd.cli.verb import Subparsers
 
-__all__ = ["register"]
+__all__ = ["COMMAND", "register"]
+
+COMMAND = "demo"
 
 
 def register(subparsers: Subparsers) -> None:
     demo = subparsers.add_parser(
-        "demo",
+        COMMAND,
         help="run a simulated kit end to end: hubs, an MQTT broker, the daemon and metrics",
     )
     demo.add_argument("--speed", type=float, default=None, help="site seconds per real second")

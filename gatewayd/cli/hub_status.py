@@ -4,7 +4,7 @@ For installers and developers trying the driver by hand: one snapshot, or with
 ``--watch`` a live line per hub event and link change (so a pulled cable and
 its recovery can be seen).
 
-Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the hub driver (pyserial) and the engine are imported when the command runs.
 """
 
@@ -75,8 +75,11 @@ def main_status(port: str, as_json: bool, watch: bool) -> int:
         return 0
 
 
+COMMAND = "hub"
+
+
 def register(subparsers: Subparsers) -> None:
-    hub = subparsers.add_parser("hub", help="talk to a Comms Hub by hand")
+    hub = subparsers.add_parser(COMMAND, help="talk to a Comms Hub by hand")
     hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND")
     status = hub_sub.add_parser("status", help="show the hub's info, WAN, HAN and device log")
     status.add_argument("--port", required=True, help="the hub's serial port (device path)")

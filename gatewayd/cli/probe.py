@@ -7,7 +7,7 @@ Exit codes: 0 commissioned or installed without WAN, 3 aborted, 4 cancelled,
 2 invalid job or config, 1 failed (the kit could not talk to its hub) or an
 internal error.
 
-Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the engine, the config models (pydantic), the hub driver (pyserial) and the live view (rich)
 are imported by the functions that use them.
 """
@@ -232,9 +232,12 @@ def main_probe(args: ProbeArgs) -> int:
         return EXIT_FAILED
 
 
+COMMAND = "probe"
+
+
 def register(subparsers: Subparsers) -> None:
     probe = subparsers.add_parser(
-        "probe",
+        COMMAND,
         help="run one commissioning job against a hub and print the verdict",
         description="Checks the meter type, waits for the hub's WAN, joins the devices to the "
         "HAN, and prints the verdict with next actions. Exit codes: 0 commissioned or "

@@ -5,7 +5,7 @@ For the installer at the meter: the identification, the supply arrangement the r
 document, the reading or ``{"error": ...}``; messages go to stderr. Exit codes: 0 read,
 1 the meter could not be read, 2 invalid arguments or rules file.
 
-Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the optical reader (pyserial), the rules and the kit config (pydantic) are imported by the
 functions that use them.
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from gatewayd_drivers.iec62056.reader import MeterReading, ReadOptions
     from gatewayd_drivers.iec62056.readout import ObisCode
 
-__all__ = ["ReadMeterArgs", "main_read_meter", "reading_to_json", "register"]
+__all__ = ["COMMAND", "ReadMeterArgs", "main_read_meter", "reading_to_json", "register"]
 
 EXIT_OK = 0
 EXIT_UNREAD = 1
@@ -181,9 +181,12 @@ def main_read_meter(args: ReadMeterArgs) -> int:
     return EXIT_OK
 
 
+COMMAND = "read-meter"
+
+
 def register(subparsers: Subparsers) -> None:
     read_meter = subparsers.add_parser(
-        "read-meter",
+        COMMAND,
         help="read the existing meter through the optical probe (IEC 62056-21)",
         description="Reads the meter's identification and registers through the optical "
         "probe and says which supply arrangement they show. Exit codes: 0 read, 1 the meter "

@@ -14,12 +14,14 @@ from pathlib import Path
 from gatewayd.cli.verb import Subparsers
 from gatewayd.logfmt import configure_logging
 
-__all__ = ["register"]
+__all__ = ["COMMAND", "register"]
+
+COMMAND = "run"
 
 
 def register(subparsers: Subparsers) -> None:
     run = subparsers.add_parser(
-        "run", help="the daemon: take jobs over MQTT and publish every step and verdict"
+        COMMAND, help="the daemon: take jobs over MQTT and publish every step and verdict"
     )
     run.add_argument("--config", required=True, type=Path, help="kit config file (TOML)")
     run.set_defaults(handler=_handle)

@@ -3,7 +3,7 @@ gatewayd by hand. Each finds its file (a path, or the name of a shipped one), th
 until Ctrl-C; every failure is one line on stderr and an exit code, never a traceback.
 
 The only module of the CLI that imports the simulators. It does so inside each device's
-function: every command builds the whole parser, and so imports this module, and neither the
+function: every command imports every verb module, this one included, and neither the
 daemon nor the other verbs should load simulator code that they never run."""
 
 from __future__ import annotations
@@ -112,9 +112,12 @@ def main_sim_radio(scenario: Path, link: Path, position: str | None) -> int:
     )
 
 
+COMMAND = "sim"
+
+
 def register(subparsers: Subparsers) -> None:
     sim = subparsers.add_parser(
-        "sim", help="run simulated hardware (for trying gatewayd without a kit)"
+        COMMAND, help="run simulated hardware (for trying gatewayd without a kit)"
     )
     devices = sim.add_subparsers(dest="sim_command", metavar="DEVICE")
     hub = devices.add_parser("hub", help="a simulated Comms Hub on a pseudo-terminal")

@@ -8,7 +8,7 @@ stderr. With ``--at`` the survey is kept as the latest at that position, for a l
 HAN evidence. Exit codes: 0 survey done (whatever it found), 1 the radio could not be used,
 2 invalid arguments or config.
 
-Only what ``register`` needs is imported at the top: every command builds the whole parser, so
+Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the radio driver (pyserial), the survey models (pydantic) and the table (rich) are imported by
 the functions that use them.
 """
@@ -167,9 +167,12 @@ def main_survey(args: SurveyArgs) -> int:
     return EXIT_OK
 
 
+COMMAND = "survey"
+
+
 def register(subparsers: Subparsers) -> None:
     survey = subparsers.add_parser(
-        "survey",
+        COMMAND,
         help="RF survey through the kit's Zigbee radio: channel energy, networks, the hub's signal",
         description="Scans for Zigbee networks and measures the energy on channels 11-26 "
         "through the kit's ZNP radio, finds the hub's network by its EUI-64 and judges how well "

@@ -196,7 +196,9 @@ DeviceTypeField = Annotated[
 
 # --- models --------------------------------------------------------------------
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+# defer_build: a job's models are built at the first job, once; the kit config, which
+# imports this module for its [timing] table, does not wait for them.
+_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Device(BaseModel):

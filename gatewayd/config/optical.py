@@ -11,7 +11,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatewayd.config.errors import ConfigError
-from gatewayd.engine.meter_arrangement import load_rules
 from gatewayd_drivers.iec62056.protocol import MODE_C_BAUD
 
 __all__ = ["OpticalProbeConfig"]
@@ -50,6 +49,10 @@ class OpticalProbeConfig(BaseModel):
     @classmethod
     def _rules_load(cls, value: Path | None) -> Path | None:
         if value is not None:
+            # Here, not at the top: a kit config without its own rules file (most) does not
+            # load the rules' models and the readout parser they use.
+            from gatewayd.engine.meter_arrangement import load_rules
+
             try:
                 load_rules(value)
             except ConfigError as exc:

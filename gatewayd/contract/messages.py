@@ -80,6 +80,9 @@ PUBLISHED: Final = ConfigDict(
     serialize_by_alias=True,
     # Published payloads always carry every key, defaults included: say so in the schema.
     json_schema_serialization_defaults_required=True,
+    # Each model's serializer is built at its first use, once, not when the contract is
+    # imported: `gatewayd run` is ready before it publishes anything.
+    defer_build=True,
 )
 
 

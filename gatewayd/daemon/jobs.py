@@ -8,6 +8,9 @@ settle), still gets a ``failed`` result, so no back office waits forever. A job 
 once: the ledger remembers ids across restarts. A disk that refuses to record a job gets
 its ``start_job`` a ``storage_error``, and the id stays usable. DCC notices reach the
 running jobs they concern.
+
+The engine's run, the request and response models and the surveys are imported where a job
+starts or a request is answered, not with this module: the daemon reaches READY without them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from gatewayd.clock import Clock
 from gatewayd.config.errors import ConfigError
@@ -24,14 +28,8 @@ from gatewayd.config.job import Job
 from gatewayd.config.kit import KitConfig
 from gatewayd.contract import (
     AbortNotice,
-    CancelJobRequest,
-    CancelJobResponse,
-    DccNoticeMessage,
     ErrorCode,
-    ErrorResponse,
     StampFields,
-    StartJobRequest,
-    StartJobResponse,
     Topics,
     abort_notice,
     job_event_message,
@@ -41,14 +39,23 @@ from gatewayd.daemon.job_journal import JobJournal, JournalError
 from gatewayd.daemon.metrics import Metrics
 from gatewayd.daemon.outbox import Outbox, OutboxError
 from gatewayd.daemon.publisher import Publisher
-from gatewayd.engine.commissioning import run_job
 from gatewayd.engine.dcc import DccInput
 from gatewayd.engine.meter_type import check_meter_type
 from gatewayd.engine.outcomes import Failed, RunFacts
 from gatewayd.engine.progress import Progress, Stage
 from gatewayd.engine.result import ResultDocument, build_result
 from gatewayd.engine.verdict import decide
-from gatewayd.survey.source import StoredSurveys
+
+if TYPE_CHECKING:
+    from gatewayd.contract import (
+        CancelJobRequest,
+        CancelJobResponse,
+        DccNoticeMessage,
+        ErrorResponse,
+        StartJobRequest,
+        StartJobResponse,
+    )
+    from gatewayd.survey.source import StoredSurveys
 
 __all__ = ["JobHandle", "JobRunner"]
 
@@ -123,6 +130,8 @@ class JobRunner:
     # --- requests --------------------------------------------------------------------------
 
     def start(self, req: StartJobRequest) -> StartJobResponse | ErrorResponse:
+        from gatewayd.contract import ErrorResponse, StartJobResponse
+
         job = req.job
         names = ", ".join(self._hubs.names())
         if not self._accepting:
@@ -192,6 +201,8 @@ class JobRunner:
         return None
 
     def cancel(self, req: CancelJobRequest) -> CancelJobResponse | ErrorResponse:
+        from gatewayd.contract import CancelJobResponse, ErrorResponse
+
         for handle in self.running():
             if handle.job.job_id == req.job_id:
                 handle.cancelled_by = "back_office"
@@ -265,6 +276,8 @@ class JobRunner:
     # --- one job ---------------------------------------------------------------------------
 
     async def _run(self, rt: HubRuntime, handle: JobHandle) -> None:
+        from gatewayd.engine.commissioning import run_job
+
         job_id = handle.job.job_id
         events_topic = self._topics.job_events(job_id)
 

@@ -9,36 +9,25 @@ DCC notice topic goes to the running jobs it concerns, and a bad one is only log
 Only live messages act (domain rule): a retained message, which the broker replays on
 every (re)subscription, is ignored and logged, and an empty payload, which only clears a
 retained topic, is ignored quietly.
+
+The request, response and DCC notice models are imported when the first message arrives, not
+with this module: the daemon reaches READY without them.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from gatewayd.contract import (
-    CancelJobRequest,
-    ErrorCode,
-    ErrorDetail,
-    ErrorResponse,
-    RebirthRequest,
-    RebirthResponse,
-    Request,
-    RequestTopic,
-    Response,
-    StartJobRequest,
-    StatusRequest,
-    SurveyRequest,
-    Topics,
-    is_safe_level,
-    parse_dcc_notice,
-    parse_request,
-    to_payload,
-)
+from gatewayd.contract import RequestTopic, Topics, is_safe_level, to_payload
 from gatewayd.daemon.birth import Birth
 from gatewayd.daemon.jobs import JobRunner
 from gatewayd.daemon.mqtt_link import InboundMessage, MqttLink
 from gatewayd.daemon.status import KitStatus
 from gatewayd.daemon.survey_service import SurveyService
+
+if TYPE_CHECKING:
+    from gatewayd.contract import Response
 
 __all__ = ["RequestHandler"]
 
@@ -86,6 +75,20 @@ class RequestHandler:
             self._route_dcc_notice(message.payload, message.topic)
 
     def answer(self, command: str, raw: bytes) -> Response:
+        from gatewayd.contract import (
+            CancelJobRequest,
+            ErrorCode,
+            ErrorDetail,
+            ErrorResponse,
+            RebirthRequest,
+            RebirthResponse,
+            Request,
+            StartJobRequest,
+            StatusRequest,
+            SurveyRequest,
+            parse_request,
+        )
+
         request: Request | ErrorResponse = parse_request(command, raw)
         if isinstance(request, ErrorResponse):
             # %r: a command name is raw input and must not add key=value fields to the line.
@@ -109,6 +112,8 @@ class RequestHandler:
         )
 
     def _route_dcc_notice(self, raw: bytes, topic: str) -> None:
+        from gatewayd.contract import ErrorDetail, parse_dcc_notice
+
         notice = parse_dcc_notice(raw)
         if isinstance(notice, ErrorDetail):
             _log.warning("DCC notice refused topic=%r reason=%r", topic, notice.reason)

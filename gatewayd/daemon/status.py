@@ -5,6 +5,9 @@ Lifecycle side of the daemon. ``KitStatus`` reads the hubs, the running jobs, th
 and what waits for the broker (in the outbox, or in memory while the disk refuses writes) at
 the moment it is asked; ``StatusReporter`` sends systemd the line when it changes, at once
 after a job or link change and otherwise every few seconds.
+
+The status request and response models are imported when a back office first asks for the
+status, not with this module: the daemon reaches READY without them.
 """
 
 from __future__ import annotations
@@ -13,17 +16,11 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from gatewayd import __version__
 from gatewayd.clock import Clock
-from gatewayd.contract import (
-    HubStatusDoc,
-    OutboxDoc,
-    Presence,
-    RunningJobDoc,
-    StatusRequest,
-    StatusResponse,
-)
+from gatewayd.contract import Presence
 from gatewayd.daemon.hubs import Hubs
 from gatewayd.daemon.jobs import JobRunner
 from gatewayd.daemon.metrics import MEMORY_DROPS, HubReading, KitReading
@@ -31,6 +28,9 @@ from gatewayd.daemon.mqtt_link import MqttLink
 from gatewayd.daemon.outbox import Outbox
 from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.sd_notify import Notifier
+
+if TYPE_CHECKING:
+    from gatewayd.contract import StatusRequest, StatusResponse
 
 __all__ = ["KitStatus", "StatusReporter"]
 
@@ -67,6 +67,8 @@ class KitStatus:
         return f"{doing}; {mqtt}{queued}; hubs {self._hubs.up_count()}/{len(self._hubs)} up"
 
     def response(self, req: StatusRequest) -> StatusResponse:
+        from gatewayd.contract import HubStatusDoc, OutboxDoc, RunningJobDoc, StatusResponse
+
         oldest_age = self._publisher.oldest_age_s()
         depth = self._publisher.waiting()
         return StatusResponse(

@@ -6,6 +6,10 @@ while one runs is refused as ``radio_busy``). The hub to judge is the request's
 answer leaves the survey unjudged, with the reason in it. Every survey with a position is
 kept in the kit's ``SurveyStore``, which the daemon's jobs read for their HAN evidence
 (``StoredSurveys``).
+
+The survey code and models are imported when a job or a request first needs them, not with
+this module: the daemon reaches READY without them, and only a survey imports the radio's
+client.
 """
 
 from __future__ import annotations
@@ -14,22 +18,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gatewayd.clock import Clock
 from gatewayd.config.kit import KitConfig
 from gatewayd.contract.decode import ErrorCode
 from gatewayd.contract.messages import StampFields
-from gatewayd.contract.requests import ErrorResponse, SurveyRequest, SurveyResponse
-from gatewayd.contract.survey import SurveyMessage
 from gatewayd.contract.topics import Topics
 from gatewayd.daemon.publisher import Publisher
-from gatewayd.survey.judgement import SurveyDocument
-from gatewayd.survey.scan import SurveyFailed, survey_on_port
-from gatewayd.survey.source import StoredSurveys
-from gatewayd.survey.store import SurveyStore
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_drivers.commshub.errors import HubError
 from gatewayd_drivers.commshub.eui64 import Eui64
+
+if TYPE_CHECKING:
+    from gatewayd.contract.requests import ErrorResponse, SurveyRequest, SurveyResponse
+    from gatewayd.survey.judgement import SurveyDocument
+    from gatewayd.survey.source import StoredSurveys
+    from gatewayd.survey.store import SurveyStore
 
 __all__ = ["SurveyService"]
 
@@ -52,18 +57,31 @@ class SurveyService:
         self.topics = topics
         self.publisher = publisher
         self._hubs = hubs
-        self.store = SurveyStore(kit.survey.store_dir)
+        self._store: SurveyStore | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
         return self.kit.radio is not None
 
+    @property
+    def store(self) -> SurveyStore:
+        """The kit's kept surveys, one store for the daemon's life (it caches what it read)."""
+        if self._store is None:
+            from gatewayd.survey.store import SurveyStore
+
+            self._store = SurveyStore(self.kit.survey.store_dir)
+        return self._store
+
     def source(self) -> StoredSurveys:
         """What a job reads: the latest stored survey at its failing device's position."""
+        from gatewayd.survey.source import StoredSurveys
+
         return StoredSurveys(self.store, self.kit.survey, self.clock)
 
     def handle(self, req: SurveyRequest) -> SurveyResponse | ErrorResponse:
+        from gatewayd.contract.requests import ErrorResponse, SurveyResponse
+
         if self.kit.radio is None:
             return ErrorResponse.refusing(
                 req, ErrorCode.NO_RADIO, "this kit has no [radio] configured for RF surveys"
@@ -99,6 +117,8 @@ class SurveyService:
             return None
 
     async def _run(self, req: SurveyRequest, hub: HubClient | None) -> None:
+        from gatewayd.survey.scan import SurveyFailed, survey_on_port
+
         radio = self.kit.radio
         assert radio is not None
         hub_eui = await self._hub_eui(req, hub)
@@ -123,6 +143,8 @@ class SurveyService:
         self._emit(req, doc, None)
 
     def _emit(self, req: SurveyRequest, doc: SurveyDocument | None, error: str | None) -> None:
+        from gatewayd.contract.survey import SurveyMessage
+
         def build(stamp: StampFields) -> SurveyMessage:
             return SurveyMessage(
                 transaction=req.transaction,

@@ -13,10 +13,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gatewayd.config.job import Fuel, Job, Supply
-from gatewayd.engine.meter_arrangement import MeterReadingFacts
 from gatewayd.engine.published import Facts, enum_value
+
+if TYPE_CHECKING:
+    # Only named in annotations: the meter reading's rules (and their readout parser) load when
+    # a kit reads a meter, not with every module that checks a meter type.
+    from gatewayd.engine.meter_arrangement import MeterReadingFacts
 
 __all__ = [
     "ArrangementSource",

@@ -48,7 +48,10 @@ __all__ = [
 
 RESULT_SCHEMA: Final = "gatewayd.result/1"
 
-_DOC = ConfigDict(extra="forbid", frozen=True)
+# defer_build: each model's validator and serializer are built at its first use, once, not
+# when this module is imported: `gatewayd run` imports it (the contract's abort notice names
+# NextActionDoc) long before its first result.
+_DOC = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class AbortDoc(BaseModel):
@@ -218,6 +221,7 @@ class ResultDocument(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
+        defer_build=True,
     )
 
     # Named schema_ in Python because BaseModel has a (deprecated) schema() method.

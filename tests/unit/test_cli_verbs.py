@@ -56,12 +56,12 @@ def test_every_module_with_a_register_is_a_listed_verb() -> None:
         module = importlib.import_module(f"gatewayd.cli.{info.name}")
         if callable(getattr(module, "register", None)):
             with_register.add(module.__name__)
-    listed = [getattr(verb, "__name__", "") for verb in cli_main.VERBS]
+    listed = [getattr(verb, "__name__", "") for verb in cli_main.verbs()]
     assert len(listed) == len(set(listed))
     assert with_register == set(listed)
 
 
-@pytest.mark.parametrize("verb", cli_main.VERBS, ids=lambda v: getattr(v, "__name__", "?"))
+@pytest.mark.parametrize("verb", cli_main.verbs(), ids=lambda v: getattr(v, "__name__", "?"))
 def test_every_verb_gives_each_of_its_commands_a_handler(verb: Verb) -> None:
     paths = list(_paths(_registered(verb)))
     assert paths, "register() added no subcommand"
@@ -83,7 +83,7 @@ def test_help_lists_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
     commands = shown.split("COMMAND\n", 1)[1].split("\noptions:", 1)[0]
     # An entry starts four spaces in; its wrapped help lines start further in.
     listed = re.findall(r"^ {4}(\S+)", commands, flags=re.MULTILINE)
-    expected = [name for verb in cli_main.VERBS for name in _subcommands(_registered(verb))]
+    expected = [name for verb in cli_main.verbs() for name in _subcommands(_registered(verb))]
     assert listed == expected
     assert {"hub", "sim", "survey", "probe", "run", "check-config", "read-meter", "demo"} <= set(
         listed
@@ -100,6 +100,62 @@ def test_every_command_answers_its_own_help(
     out = capsys.readouterr()
     assert out.out.startswith(f"usage: gatewayd {' '.join(path)} [-h]")
     assert out.err == ""
+    # main() built only this verb's parser; the whole parser says the same.
+    sub = cli_main.build_parser()
+    for name in path:
+        sub = _subcommands(sub)[name]
+    assert out.out == sub.format_help()
+
+
+@pytest.mark.parametrize("verb", cli_main.verbs(), ids=lambda v: getattr(v, "__name__", "?"))
+def test_every_verb_adds_the_one_command_it_names(verb: Verb) -> None:
+    """main() picks the verb to build by its COMMAND: register must add exactly that one."""
+    assert list(_subcommands(_registered(verb))) == [verb.COMMAND]
+
+
+def test_the_command_table_names_each_verb_module_by_its_command() -> None:
+    """main() imports a verb's module by the command it adds, before it can ask the module."""
+    found = {
+        verb.COMMAND: getattr(verb, "__name__", "").rsplit(".", 1)[-1] for verb in cli_main.verbs()
+    }
+    assert found == cli_main.COMMANDS
+    for command, module in cli_main.COMMANDS.items():
+        assert [getattr(v, "__name__", "") for v in cli_main.verbs(command)] == [
+            f"gatewayd.cli.{module}"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["run", "--config", "kit.toml"], "run"),
+        (["--log-level", "debug", "run", "--config", "kit.toml"], "run"),
+        (["--log-level=DEBUG", "hub", "status"], "hub"),
+        (["check-config", "--help"], "check-config"),
+        # The whole parser answers these: only it knows every command and the top options.
+        (["--help", "run"], None),
+        (["--version"], None),
+        (["--log", "DEBUG", "run"], None),
+        (["--log-level"], None),
+        ([], None),
+    ],
+)
+def test_the_command_named_first_is_found_without_a_parser(
+    argv: list[str], command: str | None
+) -> None:
+    assert cli_main.named_command(argv) == command
+
+
+def test_an_unknown_command_is_refused_naming_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli_main.main(["frobnicate"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'frobnicate'" in err
+    for verb in cli_main.verbs():
+        assert repr(verb.COMMAND) in err
 
 
 @pytest.mark.parametrize("argv", [[], ["hub"], ["sim"]], ids=["nothing", "hub", "sim"])
@@ -171,6 +227,34 @@ def test_help_imports_nothing_a_verb_runs_with(path: tuple[str, ...]) -> None:
     assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *path))} [-h]")
     assert "gatewayd.cli.main" in imported
     assert _heavy(imported) == []
+
+
+# The console script's own entry (pyproject's [project.scripts]), then every module loaded.
+_CONSOLE_SCRIPT = """
+import sys
+from gatewayd.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [("--help",), ("run", "--help")], ids=" ".join)
+def test_help_leaves_the_libraries_out_of_sys_modules(args: tuple[str, ...]) -> None:
+    """What the interpreter holds once `gatewayd --help` or `gatewayd run --help` answered:
+    none of the libraries, however they came to be imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CONSOLE_SCRIPT, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *args[:-1]))} [-h]")
+    loaded = done.stderr.splitlines()[-1].split()
+    assert "gatewayd.cli.main" in loaded
+    for library in ("pydantic", "aiomqtt", "paho", "serial", "serial_asyncio_fast"):
+        assert library not in loaded
+    assert _heavy(loaded) == []
 
 
 def test_the_run_verb_loads_the_daemon_only_when_it_runs() -> None:

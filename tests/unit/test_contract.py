@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import math
@@ -892,3 +893,36 @@ def test_write_creates_missing_files(tmp_path: Path) -> None:
     written = write(docs)
     assert sorted(written) == sorted(expected_files())
     assert check(docs) == []
+
+
+# --- the package's names, found lazily ---------------------------------------------------
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """Name -> submodule, as the ``if TYPE_CHECKING:`` imports of the package say it."""
+    import gatewayd.contract as contract
+
+    tree = ast.parse(Path(contract.__file__ or "").read_text())
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.level == 1
+                for alias in imp.names:
+                    found[alias.asname or alias.name] = str(imp.module)
+    return found
+
+
+def test_every_name_of_the_package_comes_from_the_module_the_type_checkers_read() -> None:
+    """The lazy table and the imports the type checkers read name the same thing, and each name
+    is the submodule's own object."""
+    import gatewayd.contract as contract
+
+    table = {name: module for module, names in contract._EXPORTS.items() for name in names}
+    assert table == _type_checking_imports()
+    assert sorted(table) == sorted(contract.__all__)
+    for name, module in table.items():
+        home = importlib.import_module(f"gatewayd.contract.{module}")
+        assert getattr(contract, name) is getattr(home, name), name
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        _ = contract.Nothing  # type: ignore[attr-defined]
