@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import decode, hub_latency
+from bench import decode, hub_latency, startup
 from bench.report import Row, Target, figures_section, table, write_document
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -32,11 +32,13 @@ class Sizes:
     repeats: int
     drain_messages: int
     decode_frames: int
+    startup_repeats: int
 
 
 FULL = Sizes(hubs=(1, 64, 256, 1024), seconds=20.0, repeats=3, drain_messages=5000,
-             decode_frames=100_000)  # fmt: skip
-QUICK = Sizes(hubs=(1, 4), seconds=5.0, repeats=1, drain_messages=200, decode_frames=2000)
+             decode_frames=100_000, startup_repeats=15)  # fmt: skip
+QUICK = Sizes(hubs=(1, 4), seconds=5.0, repeats=1, drain_messages=200, decode_frames=2000,
+              startup_repeats=1)  # fmt: skip
 
 
 def latency_rows(sizes: Sizes) -> list[Row]:
@@ -80,9 +82,21 @@ def decode_rows(sizes: Sizes) -> list[Row]:
     return decode.rows(frames=sizes.decode_frames, repeats=max(3, sizes.repeats))
 
 
+def startup_rows(sizes: Sizes) -> list[Row]:
+    figures = startup.run(sizes.startup_repeats)
+    s = figures["summary"]
+    return [
+        Row("start to ready (READY=1)", f"{s['start_to_ready_s']['median']:.3f} s",
+            f"importing {', '.join(figures['floor_modules'])}: "
+            f"{s['import_floor_s']['median']:.3f} s",
+            figures["ratio"], Target(figures["target_ratio"]))
+    ]  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "decode": decode_rows,
     "latency": latency_rows,
+    "startup": startup_rows,
 }
 
 
