@@ -92,7 +92,7 @@ _ACK_BATCH = 100
 STORAGE_RETRY = BackoffSettings(first_s=0.5, max_s=5.0, factor=2.0, jitter=0.1)
 
 # What an emitter builds from the envelope fields: a contract model, or its payload already
-# serialized (bytes).
+# serialized by a builder of the contract (``hub_event_payload``, ``job_event_payload``).
 Built = BaseModel | bytes
 
 
