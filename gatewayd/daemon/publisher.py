@@ -83,9 +83,11 @@ _log = logging.getLogger(__name__)
 
 # Entries read from the outbox per query while draining.
 _READ_BATCH = 100
-# Acknowledged entries removed from the outbox per transaction, at most: a crash between a
-# PUBACK and the removal resends the message (marked replayed), so the batch stays small.
-_ACK_BATCH = 100
+# Acknowledged entries removed from the outbox per transaction, at most. A crash between a
+# PUBACK and the removal resends the message (marked replayed): a kill mid-drain resends at
+# most this many and a window. Measured on the drain bench: 20 a batch drained 6 % slower
+# than 100, 50 about 2 % slower.
+_ACK_BATCH = 50
 
 # Real seconds between tries of a disk that refused a write: soon after a glitch, and at
 # most every few seconds, so a freed disk is used again within moments.
