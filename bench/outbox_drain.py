@@ -5,18 +5,21 @@ Not a test. Run from the repository root::
     PYTHONPATH=.:drivers:hw-fixtures .venv/bin/python bench/outbox_drain.py [--messages N]
         [--repeats R]
 
-Each repetition starts from ``N`` hub events (about 337 bytes each, on 16 topics) queued in a
-fresh outbox, as after a broker outage, and times two publishers against one mosquitto on a
-free loopback port, in alternating order:
+Each repetition starts from ``N`` hub events (about 345 bytes each, on 16 topics) queued in a
+fresh outbox, as after a broker outage, and times three publishers of the same messages against
+one mosquitto on a free loopback port, in an order that rotates from one repetition to the next:
 
 - gatewayd: the daemon's own ``Publisher`` and ``MqttLink`` (aiomqtt), from waking the pump
   until every message is acknowledged by the broker and removed from the outbox;
-- paho-mqtt: a bare paho client, QoS 1, 20 messages in flight (paho's default window), network
-  loop in its own thread, from the first publish until the last PUBACK.
+- paho: a bare paho client, QoS 1, 20 messages in flight (paho's default window), its network
+  loop in a thread of its own, from the first publish until the last PUBACK: the peer;
+- aiomqtt: bare aiomqtt on one asyncio loop, QoS 1, 20 in flight, nothing stored: the floor
+  of any publisher built on aiomqtt, to tell the outbox's own cost from the library's.
 
-It prints both rates per repetition and the ratio gatewayd / paho as min/median/max over the
-repetitions. ``run(messages, repeats)`` returns the same figures as a dict, for a harness.
-Self-contained on purpose (its own broker start), so it can be lifted into any harness.
+It prints the rates per repetition, and the ratios gatewayd / paho (the target) and
+gatewayd / aiomqtt as min/median/max over the repetitions. ``run(messages, repeats)`` returns
+the same figures as a dict, for a harness. Self-contained on purpose (its own broker start),
+so it can be lifted into any harness.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -34,11 +38,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -52,6 +58,7 @@ from gatewayd.daemon.publisher import Publisher
 LOOPBACK = "127.0.0.1"
 TOPICS = 16
 PAHO_IN_FLIGHT = 20
+AIOMQTT_IN_FLIGHT = 20
 # Generous: a drain that takes longer than this is broken, not slow.
 DRAIN_TIMEOUT_S = 300.0
 POLL_S = 0.001
@@ -210,6 +217,36 @@ def drain_paho(port: int, messages: Sequence[Message]) -> float:
     return len(messages) / elapsed
 
 
+# --- bare aiomqtt ---------------------------------------------------------------------------
+
+
+async def _drain_aiomqtt(port: int, messages: Sequence[Message]) -> float:
+    async with aiomqtt.Client(
+        LOOPBACK,
+        port,
+        identifier="bench-aiomqtt",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        max_inflight_messages=AIOMQTT_IN_FLIGHT,
+    ) as client:
+        client.pending_calls_threshold = AIOMQTT_IN_FLIGHT + 10
+        window: deque[asyncio.Task[None]] = deque()
+        started = time.perf_counter()
+        for topic, payload in messages:
+            if len(window) == AIOMQTT_IN_FLIGHT:
+                await window.popleft()
+            publish = client.publish(topic, payload, qos=1, timeout=math.inf)
+            window.append(asyncio.create_task(publish))
+        for task in window:
+            await task
+        elapsed = time.perf_counter() - started
+    return len(messages) / elapsed
+
+
+def drain_aiomqtt(port: int, messages: Sequence[Message]) -> float:
+    """Messages per second, for bare aiomqtt with ``AIOMQTT_IN_FLIGHT`` in flight."""
+    return asyncio.run(_drain_aiomqtt(port, messages))
+
+
 # --- the comparison --------------------------------------------------------------------------
 
 
@@ -218,31 +255,28 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
 
 
 def run(messages: int, repeats: int) -> dict[str, Any]:
-    """Both drains ``repeats`` times, alternating which goes first; rates and ratios."""
+    """The three drains ``repeats`` times, in rotating order; rates and ratios."""
     batch = make_messages(messages)
-    gatewayd: list[float] = []
-    peer: list[float] = []
+    drains = {"gatewayd": drain_gatewayd, "paho": drain_paho, "aiomqtt": drain_aiomqtt}
+    rates: dict[str, list[float]] = {name: [] for name in drains}
+    names = list(drains)
     with (
         tempfile.TemporaryDirectory(prefix="outbox-drain-broker-") as tmp,
         mosquitto(Path(tmp)) as port,
     ):
         for i in range(repeats):
-            if i % 2 == 0:
-                peer.append(drain_paho(port, batch))
-                gatewayd.append(drain_gatewayd(port, batch))
-            else:
-                gatewayd.append(drain_gatewayd(port, batch))
-                peer.append(drain_paho(port, batch))
-    ratios = [g / p for g, p in zip(gatewayd, peer, strict=True)]
+            for name in names[i % 3 :] + names[: i % 3]:
+                rates[name].append(drains[name](port, batch))
+    to_paho = [g / p for g, p in zip(rates["gatewayd"], rates["paho"], strict=True)]
+    to_floor = [g / a for g, a in zip(rates["gatewayd"], rates["aiomqtt"], strict=True)]
     return {
         "messages": messages,
         "repeats": repeats,
         "payload_bytes": round(statistics.mean(len(p) for _, p in batch)),
-        "gatewayd_msg_s": gatewayd,
-        "paho_msg_s": peer,
-        "gatewayd": _spread(gatewayd),
-        "paho": _spread(peer),
-        "ratio": _spread(ratios),
+        **{f"{name}_msg_s": values for name, values in rates.items()},
+        **{name: _spread(values) for name, values in rates.items()},
+        "ratio": _spread(to_paho),
+        "ratio_to_aiomqtt": _spread(to_floor),
     }
 
 
@@ -258,14 +292,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"input    {figures['messages']} messages of ~{figures['payload_bytes']} B on {TOPICS} "
         f"topics, {figures['repeats']} repetitions, paho window {PAHO_IN_FLIGHT}"
     )
-    pairs = zip(figures["gatewayd_msg_s"], figures["paho_msg_s"], strict=True)
-    for n, (g, p) in enumerate(pairs, 1):
-        print(f"run {n}    gatewayd {g:8,.0f} msg/s   paho {p:8,.0f} msg/s   ratio {g / p:.2f}")
-    for name in ("gatewayd", "paho", "ratio"):
-        s = figures[name]
-        fmt = "{:.2f}" if name == "ratio" else "{:,.0f}"
+    rows = zip(
+        figures["gatewayd_msg_s"], figures["paho_msg_s"], figures["aiomqtt_msg_s"], strict=True
+    )
+    for n, (g, p, a) in enumerate(rows, 1):
         print(
-            f"{name:8} min/median/max "
+            f"run {n}    gatewayd {g:8,.0f} msg/s   paho {p:8,.0f} msg/s   aiomqtt {a:8,.0f} "
+            f"msg/s   gatewayd/paho {g / p:.2f}"
+        )
+    for name in ("gatewayd", "paho", "aiomqtt", "ratio", "ratio_to_aiomqtt"):
+        s = figures[name]
+        fmt = "{:,.0f}" if name in ("gatewayd", "paho", "aiomqtt") else "{:.2f}"
+        label = {"ratio": "gatewayd/paho", "ratio_to_aiomqtt": "gatewayd/aiomqtt"}.get(name, name)
+        print(
+            f"{label:16} min/median/max "
             + "/".join(fmt.format(s[k]) for k in ("min", "median", "max"))
         )
     return 0
