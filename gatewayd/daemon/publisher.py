@@ -195,6 +195,7 @@ class Publisher:
         # Emitted, not yet committed: the next commit stores them all in one transaction.
         self._queued: list[_Held] = []
         self._commit_soon: asyncio.Handle | None = None
+        self._commit_loop: asyncio.AbstractEventLoop | None = None
         self._held: deque[_Held] = deque()
         # Outbox ids the broker acknowledged but that could not be removed from disk.
         self._unremoved: dict[int, Publishable] = {}
@@ -274,15 +275,16 @@ class Publisher:
         # whole batch in one transaction.
         self.outbox.check(held.messages)
         self._queued.append(held)
-        if self._commit_soon is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             # No loop to defer to (a tool, a test): store now.
             self.commit()
             return
-        self._commit_soon = loop.call_soon(self.commit)
+        # (A commit scheduled on a loop that has since ended would never run: schedule again.)
+        if self._commit_soon is None or self._commit_loop is not loop:
+            self._commit_soon = loop.call_soon(self.commit)
+            self._commit_loop = loop
 
     def commit(self) -> None:
         """Store everything queued and not stored yet, in one transaction (one fsync).
