@@ -332,8 +332,9 @@ class MqttLink:
             tls_params=tls_params(c),
             tls_insecure=c.tls.insecure if c.tls is not None else None,
             timeout=CONNECT_TIMEOUT_S,
-            # paho holds back publishes beyond its own window (20 unless told): as wide as
-            # the publisher's, so that none waits in paho with its PUBACK timeout running.
+            # paho's own window (20 unless told), as wide as the outbox's and no wider: the
+            # kit never has more in flight than the broker's Receive Maximum allows. An answer
+            # or a presence that finds it full goes out with the next PUBACK.
             max_inflight_messages=c.max_inflight,
         )
         # aiomqtt logs a warning for every publish beyond 10 awaiting their PUBACK: the
