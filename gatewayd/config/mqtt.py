@@ -78,6 +78,15 @@ class MqttConfig(BaseModel):
     password_file: Path | None = None
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     tls: MqttTls | None = None
+    max_inflight: int = Field(
+        default=20,
+        ge=1,
+        le=65535,
+        description=(
+            "Messages published and awaiting the broker's PUBACK at once. At most the broker's "
+            "Receive Maximum (MQTT 5; mosquitto's max_inflight_messages, 20 by default)"
+        ),
+    )
     reconnect_first_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     state_dir: Path = Field(

@@ -11,7 +11,8 @@ JSON Schemas and the AsyncAPI document into ``docs/``, and ``docs/mqtt.md`` expl
 - ``requests``: ``request/<command>`` and ``response/<command>``, ``parse_request``.
 - ``dcc_notice``: the DCC notice back offices publish, ``parse_dcc_notice``.
 - ``survey``: the RF survey the kit publishes after a ``request/survey``.
-- ``convert``: hub events, ``Progress`` and results to payloads.
+- ``convert``: hub events, ``Progress`` and results to payloads (models, or for the daemon's
+  own events the payload bytes straight away).
 - ``channels``: one row per topic (QoS, retained, payloads) and one per schema file.
 
 Every name above is importable from this package, but a submodule is only imported when one
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
         abort_notice,
         hub_event_body,
         hub_event_message,
+        hub_event_payload,
         job_event_message,
+        job_event_payload,
         jsonable,
     )
     from .dcc_notice import MAX_NOTICE_TARGETS, DccNoticeMessage, parse_dcc_notice
@@ -180,8 +183,10 @@ __all__ = [
     "decode_object",
     "hub_event_body",
     "hub_event_message",
+    "hub_event_payload",
     "is_safe_level",
     "job_event_message",
+    "job_event_payload",
     "jsonable",
     "new_event_id",
     "parse_dcc_notice",
@@ -211,7 +216,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "abort_notice",
         "hub_event_body",
         "hub_event_message",
+        "hub_event_payload",
         "job_event_message",
+        "job_event_payload",
         "jsonable",
     ),
     "dcc_notice": (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from gatewayd.config.kit import HubPort
-from gatewayd.contract import HubEventMessage, StampFields, Topics, hub_event_message
+from gatewayd.contract import StampFields, Topics, hub_event_payload
 from gatewayd.daemon.publisher import Publisher
 from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.engine.outcomes import enum_label
@@ -135,7 +135,9 @@ class Hubs:
                     await self._on_link_change(rt)
 
     def _emit(self, hub: str, event: ClientEvent, job_id: str | None) -> None:
-        def build(stamp: StampFields) -> HubEventMessage:
-            return hub_event_message(event, hub=hub, job_id=job_id, stamp=stamp)
+        def build(stamp: StampFields) -> bytes:
+            # The payload straight away: these are the most frequent messages, and their
+            # values are the kit's own (see gatewayd.contract.convert).
+            return hub_event_payload(event, hub=hub, job_id=job_id, stamp=stamp)
 
         self._publisher.emit(self._topics.hub_events(hub), build)

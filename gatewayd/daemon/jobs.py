@@ -32,7 +32,7 @@ from gatewayd.contract import (
     StampFields,
     Topics,
     abort_notice,
-    job_event_message,
+    job_event_payload,
 )
 from gatewayd.daemon.hubs import HubRuntime, Hubs
 from gatewayd.daemon.job_journal import JobJournal, JournalError
@@ -286,7 +286,7 @@ class JobRunner:
             if p.rssi_dbm is not None:
                 rt.wan_rssi_dbm = p.rssi_dbm
             self._publisher.emit(
-                events_topic, lambda st: job_event_message(p, hub=handle.hub, stamp=st)
+                events_topic, lambda st: job_event_payload(p, hub=handle.hub, stamp=st)
             )
 
         try:

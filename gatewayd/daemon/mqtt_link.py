@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import ssl
@@ -47,6 +48,9 @@ _log = logging.getLogger(__name__)
 # but a broker that does not answer in this long is treated as gone.
 PUBLISH_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+# Publishes awaiting a PUBACK beyond the outbox's window before aiomqtt warns: presence,
+# birth and answers to requests go out beside the outbox's.
+PENDING_CALLS_MARGIN = 10
 # How often a stopping link repeats the cancellation of its connection task.
 STOP_RETRY_S = 0.2
 
@@ -194,6 +198,11 @@ class MqttLink:
         self._runner: asyncio.Task[None] | None = None
 
     @property
+    def max_inflight(self) -> int:
+        """QoS 1 publishes that may await their PUBACK at once (``[mqtt] max_inflight``)."""
+        return self.config.max_inflight
+
+    @property
     def connected(self) -> bool:
         return self._client is not None and self._connected.is_set()
 
@@ -237,14 +246,33 @@ class MqttLink:
                 await runner
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float | None = PUBLISH_TIMEOUT_S,
     ) -> None:
-        """Publish and, for QoS 1, wait for the PUBACK; ``MqttUnavailable`` when down."""
+        """Publish and, for QoS 1, wait for the PUBACK; ``MqttUnavailable`` when down, or when
+        no PUBACK came within ``timeout_s``.
+
+        The PUBLISH is sent in the coroutine's first step, so publishes started as tasks go
+        out in the order the tasks were created. ``timeout_s=None`` waits without a timer of
+        its own, for a caller that bounds a whole window of publishes itself (the outbox's
+        pump): aiomqtt runs every timed wait as one more task.
+        """
         client = self._client
         if client is None or not self._connected.is_set():
             raise MqttUnavailable(f"not connected to the MQTT broker ({self._why_down()})")
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
+            await client.publish(
+                topic,
+                payload,
+                qos=qos,
+                retain=retain,
+                timeout=math.inf if timeout_s is None else timeout_s,
+            )
         except aiomqtt.MqttError as exc:
             raise MqttUnavailable(f"publish to {topic} failed: {exc}") from None
 
@@ -304,7 +332,14 @@ class MqttLink:
             tls_params=tls_params(c),
             tls_insecure=c.tls.insecure if c.tls is not None else None,
             timeout=CONNECT_TIMEOUT_S,
+            # paho's own window (20 unless told), as wide as the outbox's and no wider: the
+            # kit never has more in flight than the broker's Receive Maximum allows. An answer
+            # or a presence that finds it full goes out with the next PUBACK.
+            max_inflight_messages=c.max_inflight,
         )
+        # aiomqtt logs a warning for every publish beyond 10 awaiting their PUBACK: the
+        # outbox's window is that many on purpose, answers and presence a few more.
+        client.pending_calls_threshold = c.max_inflight + PENDING_CALLS_MARGIN
         async with client:
             self._accepted = True
             self.sessions.used()

@@ -231,6 +231,8 @@ class Daemon:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self._notifier.close()
+        # Events of the hubs' last moments are queued for the loop's next turn: store them now.
+        self._publisher.commit()
         self._outbox.close()
         _log.info("gatewayd stopped")
 

@@ -53,8 +53,11 @@ class KitRun:
     runner: JobRunner
     outbox: Outbox
     journal: JobJournal
+    publisher: Publisher
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
+        # What the kit queued is stored at the loop's next turn; a test looks at once.
+        self.publisher.commit()
         topic = TOPICS.job_result(job_id)
         return [json.loads(e.payload) for e in self.outbox.pending(1000) if e.topic == topic]
 
@@ -102,7 +105,7 @@ async def kit_run(tmp_path: Path, *, crash_after_queueing: bool = False) -> Asyn
         on_change=lambda: None,
     )
     try:
-        yield KitRun(runner, outbox, journal)
+        yield KitRun(runner, outbox, journal, publisher)
     finally:
         tasks = [h.task for h in runner.running() if h.task is not None]
         for task in tasks:

@@ -17,7 +17,7 @@ from gatewayd.clock import SystemClock
 from gatewayd.config.mqtt import MqttConfig
 from gatewayd.contract import StampFields
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable
-from gatewayd.daemon.outbox import NewMessage, Outbox, OutboxEntry, OutboxError
+from gatewayd.daemon.outbox import Group, Outbox, OutboxEntry, OutboxError
 from gatewayd.daemon.publisher import Publisher
 from gatewayd_drivers.backoff import BackoffSettings
 
@@ -46,15 +46,13 @@ class FlakyOutbox(Outbox):
         if self.full:
             raise OutboxError(f"outbox {self.path}: cannot {doing}: database or disk is full")
 
-    def append_all(
-        self, messages: Sequence[NewMessage], *, settles: str | None = None
-    ) -> list[OutboxEntry]:
+    def append_groups(self, groups: Sequence[Group]) -> list[list[OutboxEntry]]:
         self._refuse("append")
-        return super().append_all(messages, settles=settles)
+        return super().append_groups(groups)
 
-    def ack(self, entry_id: int) -> bool:
+    def ack_all(self, entry_ids: Sequence[int]) -> int:
         self._refuse("ack")
-        return super().ack(entry_id)
+        return super().ack_all(entry_ids)
 
     def mark_attempted(self, entry_id: int) -> bool:
         self._refuse("mark attempted")
@@ -76,7 +74,13 @@ class FakeLink(MqttLink):
         return self.up
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float | None = None,
     ) -> None:
         if not self.up:
             raise MqttUnavailable("down")
@@ -117,6 +121,7 @@ async def test_a_message_the_disk_refuses_is_published_from_memory(
     with caplog.at_level(logging.WARNING, logger="gatewayd.daemon.publisher"):
         for n in range(3):
             pub.emit(TOPIC, event(n))
+        pub.commit()  # as the loop's next turn would
     assert pub.held() == 3 and box.depth() == 0 and pub.waiting() == 3
     link.up = True
     pub.start()
@@ -138,13 +143,16 @@ async def test_memory_moves_to_the_outbox_in_order_when_the_disk_works_again(
     rig: tuple[FlakyOutbox, FakeLink, Publisher], caplog: pytest.LogCaptureFixture
 ) -> None:
     box, _link, pub = rig
-    pub.emit(TOPIC, event(0))  # on disk
+    pub.emit(TOPIC, event(0))
+    pub.commit()  # on disk
     box.full = True
     pub.emit(TOPIC, event(1))
     pub.emit(TOPIC, event(2))
+    pub.commit()  # held in memory
     box.full = False
     with caplog.at_level(logging.WARNING, logger="gatewayd.daemon.publisher"):
-        pub.emit(TOPIC, event(3))  # stored behind what memory held, never before it
+        pub.emit(TOPIC, event(3))
+        pub.commit()  # stored behind what memory held, never before it
     assert pub.held() == 0
     assert numbers([e.payload for e in box.pending()]) == [0, 1, 2, 3]
     assert any("outbox writes work again" in r.getMessage() for r in caplog.records)
@@ -178,10 +186,12 @@ async def test_a_result_held_in_memory_settles_its_job_when_stored(
         then=[(TOPIC, event(9))],
         on_settled=lambda: settled.append("J-1"),
     )
+    pub.commit()
     assert settled == [] and pub.held() == 2
     assert box.job("J-1") is None
     box.full = False
     pub.emit(TOPIC, event(10))
+    pub.commit()
     assert settled == ["J-1"]
     record = box.job("J-1")
     assert record is not None and record.settled
@@ -217,6 +227,7 @@ async def test_an_entry_published_but_not_removable_is_not_sent_again(
 ) -> None:
     box, link, pub = rig
     pub.emit(TOPIC, event(0))
+    pub.commit()  # on disk
     box.full = True
     link.up = True
     pub.start()
@@ -249,10 +260,12 @@ async def test_memory_is_bounded_and_drops_events_never_results(tmp_path: Path) 
         pub.emit_result(RESULT, Result(), settles="J-1")
         for n in range(1, 5):
             pub.emit(TOPIC, event(n))
+        pub.commit()
         assert pub.held() == 3
         assert pub.dropped_held == 3
         box.full = False
         pub.emit(TOPIC, event(5))
+        pub.commit()
         entries = box.pending()
         assert entries[0].topic == RESULT
         assert numbers([e.payload for e in entries]) == [3, 4, 5]

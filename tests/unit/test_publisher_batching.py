@@ -1,0 +1,383 @@
+"""The publisher's group commit and in-flight window, against a real outbox and a fake broker.
+
+Group commit: what is emitted in one loop turn is stored in one durable transaction, a result
+is on disk before its caller is told, and nothing is published before the commit that stored
+it. The window: several publishes await their PUBACK at once, issued in id order; the first
+that fails is replayed with everything issued after it, marked replayed; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from gatewayd.clock import SystemClock
+from gatewayd.config.mqtt import MqttConfig
+from gatewayd.contract import StampFields
+from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable, SessionCounter
+from gatewayd.daemon.outbox import Outbox
+from gatewayd.daemon.publisher import Publisher
+from tests.waiting import wait_until
+
+TOPICS = [f"gatewayd/k/hubs/h{i}/events" for i in range(4)]
+RESULT = "gatewayd/k/jobs/J-1/result"
+
+
+class Event(BaseModel):
+    n: int
+    session: int
+    seq: int
+    replayed: bool
+
+
+class Result(BaseModel):
+    job_id: str = "J-1"
+    outcome: str = "commissioned"
+
+
+def event(n: int) -> Callable[[StampFields], BaseModel]:
+    return lambda st: Event(n=n, session=st.session, seq=st.seq, replayed=st.replayed)
+
+
+class FakeBroker(MqttLink):
+    """The broker side of a link: up or down at will; every publish recorded in the order
+    it was issued, and acknowledged when ``acking`` is set.
+
+    ``fail_at``: the publish with that index (counted over the broker's life) fails as a
+    dropped connection does, and the link goes down with it; the ones issued after it fail
+    too, though a real broker may have taken them.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(
+            MqttConfig(kit_id="k", state_dir=state_dir), state_topic="gatewayd/k/state"
+        )
+        self.session = 3
+        self.up = True
+        self.acking = asyncio.Event()
+        self.acking.set()
+        self.issued: list[dict[str, Any]] = []
+        self.acked: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.fail_at: int | None = None
+        self.on_issue: Callable[[str, bytes], None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.up
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float | None = None,
+    ) -> None:
+        # Everything up to the first await is the PUBLISH going out, as in MqttLink.
+        if not self.up:
+            raise MqttUnavailable("down")
+        index = len(self.issued)
+        body = {"topic": topic, **json.loads(payload)}
+        self.issued.append(body)
+        if self.on_issue is not None:
+            self.on_issue(topic, payload)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.acking.wait()
+            if self.fail_at is not None and index >= self.fail_at:
+                self.up = False
+                raise MqttUnavailable("connection lost")
+            self.acked.append(body)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[Outbox, FakeBroker, Publisher]]:
+    box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
+    broker = FakeBroker(tmp_path)
+    try:
+        yield box, broker, Publisher(box, broker, SystemClock(), window=5)
+    finally:
+        box.close()
+
+
+def trace(box: Outbox) -> list[str]:
+    statements: list[str] = []
+    box._conn.set_trace_callback(statements.append)
+    return statements
+
+
+def durable_commits(statements: list[str]) -> int:
+    """COMMITs made under ``synchronous=FULL``: one fsync of the log each."""
+    mode, count = "", 0
+    for s in statements:
+        upper = s.upper()
+        if upper.startswith("PRAGMA SYNCHRONOUS="):
+            mode = upper.split("=", 1)[1]
+        elif upper == "COMMIT" and mode == "FULL":
+            count += 1
+    return count
+
+
+def stored(path: Path) -> list[bytes]:
+    """The payloads committed to the outbox file, as another process would read them."""
+    conn = sqlite3.connect(path)
+    try:
+        return [bytes(r[0]) for r in conn.execute("SELECT payload FROM messages ORDER BY id")]
+    finally:
+        conn.close()
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+async def test_a_loop_turns_events_are_stored_in_one_durable_transaction(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    broker.up = False
+    statements = trace(box)
+    for n in range(50):
+        pub.emit(TOPICS[n % 4], event(n))
+    assert box.depth() == 0 and pub.queued() == 50 and pub.waiting() == 50
+    await wait_until(lambda: pub.queued() == 0)
+    assert durable_commits(statements) == 1
+    assert pub.commits == 1
+    assert [json.loads(e.payload)["n"] for e in box.pending(100)] == list(range(50))
+
+
+async def test_events_of_many_tasks_share_commits(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    broker.up = False
+    statements = trace(box)
+
+    async def hub(i: int) -> None:
+        for k in range(10):
+            pub.emit(TOPICS[i % 4], event(i * 100 + k))
+            await asyncio.sleep(0)  # the next event comes in a later loop turn
+
+    await asyncio.gather(*(hub(i) for i in range(20)))
+    await wait_until(lambda: pub.queued() == 0)
+    # 200 events from 20 tasks in about 10 loop turns: about 10 fsyncs, not 200.
+    assert durable_commits(statements) == pub.commits <= 12
+    entries = box.pending(1000)
+    assert len(entries) == 200
+    for topic in TOPICS:
+        seqs = [json.loads(e.payload)["seq"] for e in entries if e.topic == topic]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_result_is_on_disk_before_its_caller_is_told(
+    rig: tuple[Outbox, FakeBroker, Publisher], tmp_path: Path
+) -> None:
+    box, broker, pub = rig
+    broker.up = False
+    told: list[list[bytes]] = []
+    pub.emit_result(
+        RESULT,
+        Result(),
+        settles="J-1",
+        then=[(TOPICS[0], event(1))],
+        on_settled=lambda: told.append(stored(tmp_path / "outbox.db")),
+    )
+    assert told == []  # not from inside emit_result: nothing is stored yet
+    await wait_until(lambda: bool(told))
+    assert len(told[0]) == 2 and b"commissioned" in told[0][0]
+    record = box.job("J-1")
+    assert record is not None and record.settled
+
+
+async def test_nothing_is_published_before_the_commit_that_stored_it(
+    rig: tuple[Outbox, FakeBroker, Publisher], tmp_path: Path
+) -> None:
+    _box, broker, pub = rig
+    unstored: list[bytes] = []
+
+    def check(_topic: str, payload: bytes) -> None:
+        if payload not in stored(tmp_path / "outbox.db"):
+            unstored.append(payload)
+
+    broker.on_issue = check
+    pub.start()
+    try:
+        for burst in range(5):
+            for n in range(8):
+                pub.emit(TOPICS[n % 4], event(burst * 8 + n))
+            await asyncio.sleep(0)
+        await wait_until(lambda: len(broker.acked) == 40)
+    finally:
+        await pub.stop()
+    assert unstored == []
+
+
+async def test_about_one_sqlite_statement_per_event_from_emit_to_removal(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    statements = trace(box)
+    broker.up = False
+    for n in range(100):
+        pub.emit(TOPICS[n % 4], event(n))
+    await wait_until(lambda: pub.queued() == 0)
+    stored_with = len(statements)
+    broker.up = True
+    pub.start()
+    try:
+        pub.wake()
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    # Before: an append (5), an attempt mark (4) and an ack (5) per event, about 15 in all.
+    assert stored_with <= 100 * 1.1
+    assert len(statements) <= 100 * 1.5, [s[:40] for s in statements[stored_with:]]
+
+
+async def test_a_stop_stores_what_was_emitted_just_before(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    broker.up = False
+    pub.start()
+    pub.emit(TOPICS[0], event(1))
+    await pub.stop()
+    assert box.depth() == 1
+
+
+# --- the window ----------------------------------------------------------------------------
+
+
+async def test_the_window_keeps_several_in_flight_issued_in_order(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    for n in range(40):
+        pub.emit(TOPICS[n % 4], event(n))
+    pub.commit()
+    statements = trace(box)
+    broker.acking.clear()
+    pub.start()
+    try:
+        pub.wake()
+        await wait_until(lambda: len(broker.issued) == 5)
+        assert broker.in_flight == 5  # the whole window awaits its PUBACKs
+        broker.acking.set()
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    assert broker.most_in_flight == 5
+    assert [b["n"] for b in broker.issued] == list(range(40))
+    assert [b["n"] for b in broker.acked] == list(range(40))
+    assert not any(b["replayed"] for b in broker.issued)
+    # Removed in a few transactions, not one per message.
+    assert sum(s.upper().startswith("DELETE") for s in statements) <= 4
+
+
+async def test_a_failure_in_the_window_replays_it_and_all_issued_after_it(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    for n in range(30):
+        pub.emit(TOPICS[n % 4], event(n))
+    pub.commit()
+    broker.fail_at = 12
+    pub.start()
+    try:
+        pub.wake()
+        await wait_until(lambda: not broker.up and broker.in_flight == 0)
+        await wait_until(lambda: box.depth() == 30 - 12)
+        broker.fail_at = None
+        broker.up = True
+        pub.wake()  # as a new connection does
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    acked = [(b["n"], b["replayed"]) for b in broker.acked]
+    # Each went through once, in order; the first 12 as they were.
+    assert [n for n, _ in acked] == list(range(30))
+    assert acked[:12] == [(n, False) for n in range(12)]
+    # The failed one and the window issued with it went again, marked replayed; the rest went
+    # out for the first time.
+    again = [replayed for _, replayed in acked[12:]]
+    marked = again.index(False)
+    assert 1 <= marked <= 5 and not any(again[marked:])
+    # Issued in id order the first time round too.
+    first_tries = [b["n"] for b in broker.issued if not b["replayed"]]
+    assert first_tries == sorted(first_tries)
+    assert set(first_tries) >= {*range(13), *range(12 + marked, 30)}
+
+
+async def test_a_puback_that_never_comes_times_out_and_is_replayed(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    pub.puback_timeout_s = 0.2
+    for n in range(3):
+        pub.emit(TOPICS[0], event(n))
+    pub.commit()
+    broker.acking.clear()
+    pub.start()
+    try:
+        pub.wake()
+        await wait_until(lambda: len(broker.issued) == 3)
+        # The oldest's deadline passes: the window is abandoned, the entries stay.
+        await wait_until(lambda: broker.in_flight == 0)
+        assert box.depth() == 3 and broker.acked == []
+        broker.acking.set()
+        pub.wake()
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    assert [(b["n"], b["replayed"]) for b in broker.acked] == [(0, True), (1, True), (2, True)]
+
+
+# --- the session counter -------------------------------------------------------------------
+
+
+async def test_the_session_file_is_read_once_while_the_broker_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+    real_current = SessionCounter.current
+
+    def counting(self: SessionCounter) -> int:
+        reads.append(self.path)
+        return real_current(self)
+
+    monkeypatch.setattr(SessionCounter, "current", counting)
+    # A broker that is never there: the link keeps trying while events are created.
+    config = MqttConfig(
+        kit_id="k",
+        host="127.0.0.1",
+        port=1,
+        state_dir=tmp_path,
+        reconnect_first_s=0.01,
+        reconnect_max_s=0.02,
+    )
+    link = MqttLink(config, state_topic="gatewayd/k/state")
+    with Outbox(tmp_path / "outbox.db", clock=SystemClock()) as box:
+        pub = Publisher(box, link, SystemClock())
+        link.start()
+        try:
+            for n in range(200):
+                pub.emit(TOPICS[n % 4], event(n))
+                await asyncio.sleep(0)
+            await wait_until(lambda: link.last_error is not None and pub.queued() == 0)
+        finally:
+            await link.stop()
+        sessions = {json.loads(e.payload)["session"] for e in box.pending(1000)}
+    assert len(reads) == 1
+    assert len(sessions) == 1
