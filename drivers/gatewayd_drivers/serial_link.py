@@ -19,6 +19,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from serialx.platforms.serial_linux import LinuxSerial
 
@@ -26,6 +27,8 @@ from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.serial_io import OpenPort, PortIO
 
 _log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=OpenPort)
 
 
 class LinkState(enum.Enum):
@@ -157,12 +160,11 @@ class SerialLink:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        # Opening can block on a real port (a USB device settling): off the loop.
         # TEMPORARY switch for the side-by-side bench; the one kept stays alone.
         opener = (
             _open_pyserial if os.environ.get("GATEWAYD_SERIAL_BACKEND") == "pyserial" else open_port
         )
-        opened: OpenPort = await loop.run_in_executor(None, opener, self.path, self.settings)
+        opened: OpenPort = await open_off_loop(opener, self.path, self.settings)
         port: PortIO | None = None
 
         def on_lost(exc: BaseException | None) -> None:
@@ -226,6 +228,29 @@ class SerialLink:
             self._on_state(state)
         except Exception:
             _log.exception("serial state handler failed link=%s", self.name)
+
+
+async def open_off_loop(
+    opener: Callable[[str, SerialSettings], P], path: str, s: SerialSettings
+) -> P:
+    """``opener(path, s)`` in a worker thread: opening can block on a real port (a USB
+    device settling). When the caller is cancelled meanwhile (a stop, a timeout), the
+    port the thread still opens is closed, not leaked."""
+    opening = asyncio.get_running_loop().run_in_executor(None, opener, path, s)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_if_opened)
+        raise
+
+
+def _close_if_opened(opening: asyncio.Future[P]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    try:
+        opening.result().close()
+    except Exception:
+        _log.debug("closing a port opened too late failed", exc_info=True)
 
 
 # As serialx's own asyncio transport opens a port: read-write, not our controlling tty,
