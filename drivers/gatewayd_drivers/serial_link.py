@@ -160,11 +160,7 @@ class SerialLink:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        # TEMPORARY switch for the side-by-side bench; the one kept stays alone.
-        opener = (
-            _open_pyserial if os.environ.get("GATEWAYD_SERIAL_BACKEND") == "pyserial" else open_port
-        )
-        opened: OpenPort = await open_off_loop(opener, self.path, self.settings)
+        opened = await open_off_loop(open_port, self.path, self.settings)
         port: PortIO | None = None
 
         def on_lost(exc: BaseException | None) -> None:
@@ -262,16 +258,16 @@ def open_unconfigured(path: str) -> LinuxSerial:
     """Open ``path``: one descriptor, handed to serialx's port class, not yet configured.
 
     serialx's own ``open()`` would sleep 10 ms between opening and configuring (a
-    workaround for some drivers' input flush). pyserial never waited and the links resync
-    on stale input; the wait would make each port's first *connected* come after the kit's
-    birth on MQTT (every hub's availability briefly offline at each start) and hold a
-    worker thread 10 ms per port (10 s for 1,024 hubs). So the descriptor is opened here
-    as serialx's asyncio transport opens it, and serialx configures it.
+    workaround for some drivers' input flush). pyserial, used before, never waited, and the
+    links resync on stale input; the wait would make each port's first *connected* come
+    after the kit's birth on MQTT (every hub's availability briefly offline at each start)
+    and hold a worker thread 10 ms per port (10 s for 1,024 hubs). So the descriptor is
+    opened here as serialx's asyncio transport opens it, and serialx configures it.
     """
     fd = os.open(path, _OPEN_FLAGS)
     try:
-        # No flock (serialx's ``exclusive``): pyserial took none, and a second opener (a
-        # `gatewayd probe` beside the daemon) must meet the same port as before.
+        # No flock (serialx's ``exclusive``): pyserial, used before, took none, and a second
+        # opener (a `gatewayd probe` beside the daemon) must meet the same port as before.
         return LinuxSerial(path, fileno=fd, exclusive=False)
     except BaseException:
         os.close(fd)
@@ -308,19 +304,3 @@ def open_port(path: str, s: SerialSettings) -> LinuxSerial:
         port.close()
         raise
     return port
-
-
-def _open_pyserial(path: str, s: SerialSettings) -> OpenPort:
-    """TEMPORARY: pyserial's open, for the side-by-side bench (GATEWAYD_SERIAL_BACKEND)."""
-    import serial
-
-    return serial.Serial(
-        path,
-        baudrate=s.baudrate,
-        bytesize=s.bytesize,
-        parity=s.parity,
-        stopbits=s.stopbits,
-        xonxoff=False,
-        rtscts=False,
-        dsrdtr=False,
-    )
