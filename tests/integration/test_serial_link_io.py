@@ -10,6 +10,7 @@ descriptor, the figure the daemon's descriptor budget counts on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.daemon.fd_limit import PER_HUB
 from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_drivers.commshub.messages import Cmd
@@ -231,3 +233,33 @@ async def test_an_optical_port_above_descriptor_1023_works(tmp_path: Path) -> No
     os.close(probe)
     assert probe >= FD_SETSIZE  # so the probe's port, opened next, is above 1023 too
     await _read_a_meter(tmp_path)
+
+
+def _descriptors() -> dict[int, str]:
+    """This process's open descriptors and what each one is."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return found
+
+
+async def test_a_port_costs_the_descriptors_the_budget_counts(tmp_path: Path) -> None:
+    device = PtyPort(tmp_path / "dev", lambda _data: None)
+    device.open()
+    link = SerialLink(str(device.link), on_data=lambda _data: None, backoff=FAST_BACKOFF)
+    before = _descriptors()
+    try:
+        await link.start()
+        assert await link.wait_connected(5)
+        # Only what appeared: a descriptor closed meanwhile (a collected leftover of
+        # another test) must not count against the port.
+        opened = {fd: what for fd, what in _descriptors().items() if before.get(fd) != what}
+        assert list(opened.values()) == [device.path] and len(opened) == PER_HUB == 1
+    finally:
+        await link.stop()
+    # The link closes its port just after stopping (off the loop): then only the device's
+    # own end of the pty is left.
+    await wait_until(lambda: list(_descriptors().values()).count(str(device.path)) == 1)
+    assert [what for what in _descriptors().values() if what == device.path] == [device.path]
+    device.close()
