@@ -1,6 +1,6 @@
 """The latency floor: the least a program can do to bring hub events to MQTT.
 
-It opens each pty's raw file descriptor itself (no pyserial, so no select() and no cap
+It opens each pty's raw file descriptor itself (no serial library, so no select() and no cap
 at 1,024 descriptors), watches them with the event loop, decodes LSP frames, ACKs every
 event as the spec asks, and publishes each WAN_STATE_CHANGED at QoS 1 with aiomqtt: no
 outbox, no disk, no envelope, no validation. Whatever gatewayd costs above this is the

@@ -62,7 +62,7 @@ __all__ = ["FLOOR_MODULES", "TARGET_RATIO", "main", "run"]
 # pydantic_core, typing_extensions...) comes along as it does in the daemon. `import pydantic`
 # alone loads little: its names are found lazily, so the model machinery the daemon goes on to
 # load (BaseModel, Field and their schema builder) counts on the daemon's side of the ratio.
-FLOOR_MODULES = ("aiomqtt", "pydantic", "prometheus_client", "serial", "serial_asyncio_fast")
+FLOOR_MODULES = ("aiomqtt", "pydantic", "prometheus_client", "serialx")
 # Issue 13: start to ready at most twice the import floor, median of the repetitions.
 TARGET_RATIO = 2.0
 LOOPBACK = "127.0.0.1"

@@ -2,7 +2,7 @@
 
 The arrow from serial bytes to frames, for any device protocol. A client (the
 Comms Hub's LSP, the ZNP radio's MT) subclasses ``FramedClient`` with its own
-push decoder; this class owns the ``SerialLink`` (opened with pyserial,
+push decoder; this class owns the ``SerialLink`` (opened with serialx,
 read and written without select(), reopened after an unplug), feeds it every
 chunk read, clears the decoder's partial frame whenever the port opens or is
 lost, and gives the client the lifecycle its callers use: ``start``, ``wait_connected``,

@@ -1,8 +1,8 @@
 """A serial port that stays open: bytes in and out, reopened by itself after an unplug.
 
 The first arrow of the flow (serial bytes -> frames). It knows nothing of any
-protocol: it opens a device path with pyserial, moves the bytes with
-``serial_io.PortIO`` (no select(), so any descriptor number works), hands every
+protocol: it opens a device path with serialx (one descriptor per port), moves the bytes
+with ``serial_io.PortIO`` (no select(), so any descriptor number works), hands every
 chunk it reads to a callback, and when the port vanishes (EOF, EIO, ENODEV, the
 path disappearing, or any other error reading it) reports *disconnected*, then
 reopens the same path with capped exponential backoff and reports *connected*
@@ -15,16 +15,20 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-import serial
+from serialx.platforms.serial_linux import LinuxSerial
 
 from gatewayd_drivers.backoff import BackoffSettings
-from gatewayd_drivers.serial_io import PortIO
+from gatewayd_drivers.serial_io import OpenPort, PortIO
 
 _log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=OpenPort)
 
 
 class LinkState(enum.Enum):
@@ -41,9 +45,9 @@ class SerialSettings:
     """Line settings; the defaults are the LSP's (115200 8N1, no flow control)."""
 
     baudrate: int = 115200
-    bytesize: int = serial.EIGHTBITS
-    parity: str = serial.PARITY_NONE
-    stopbits: float = serial.STOPBITS_ONE
+    bytesize: int = 8
+    parity: str = "N"  # N, E or O
+    stopbits: float = 1
 
 
 @dataclass
@@ -139,7 +143,9 @@ class SerialLink:
         while not self._stopping:
             try:
                 await self._open()
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except Exception as exc:
+                # Whatever the failure (an OSError, serialx's SerialException, a setting the
+                # port refuses), it is a failed open: counted, logged once, tried again later.
                 self.counters.errors += 1
                 self._note_error(f"cannot open {self.path}: {exc}")
                 await asyncio.sleep(delays.next_delay())
@@ -154,21 +160,7 @@ class SerialLink:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        s = self.settings
-        # Opening can block on a real port (a USB device settling): off the loop.
-        opened = await loop.run_in_executor(
-            None,
-            lambda: serial.Serial(
-                self.path,
-                baudrate=s.baudrate,
-                bytesize=s.bytesize,
-                parity=s.parity,
-                stopbits=s.stopbits,
-                xonxoff=False,
-                rtscts=False,
-                dsrdtr=False,
-            ),
-        )
+        opened = await open_off_loop(open_port, self.path, self.settings)
         port: PortIO | None = None
 
         def on_lost(exc: BaseException | None) -> None:
@@ -232,3 +224,83 @@ class SerialLink:
             self._on_state(state)
         except Exception:
             _log.exception("serial state handler failed link=%s", self.name)
+
+
+async def open_off_loop(
+    opener: Callable[[str, SerialSettings], P], path: str, s: SerialSettings
+) -> P:
+    """``opener(path, s)`` in a worker thread: opening can block on a real port (a USB
+    device settling). When the caller is cancelled meanwhile (a stop, a timeout), the
+    port the thread still opens is closed, not leaked."""
+    opening = asyncio.get_running_loop().run_in_executor(None, opener, path, s)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_if_opened)
+        raise
+
+
+def _close_if_opened(opening: asyncio.Future[P]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    try:
+        opening.result().close()
+    except Exception:
+        _log.debug("closing a port opened too late failed", exc_info=True)
+
+
+# As serialx's own asyncio transport opens a port: read-write, not our controlling tty,
+# non-blocking (the event loop waits for it, not a thread).
+_OPEN_FLAGS = os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK
+
+
+def open_unconfigured(path: str) -> LinuxSerial:
+    """Open ``path``: one descriptor, handed to serialx's port class, not yet configured.
+
+    serialx's own ``open()`` would sleep 10 ms between opening and configuring (a
+    workaround for some drivers' input flush). pyserial, used before, never waited, and the
+    links resync on stale input; the wait would make each port's first *connected* come
+    after the kit's birth on MQTT (every hub's availability briefly offline at each start)
+    and hold a worker thread 10 ms per port (10 s for 1,024 hubs). So the descriptor is
+    opened here as serialx's asyncio transport opens it, and serialx configures it.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        # No flock (serialx's ``exclusive``): pyserial, used before, took none, and a second
+        # opener (a `gatewayd probe` beside the daemon) must meet the same port as before.
+        return LinuxSerial(path, fileno=fd, exclusive=False)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def configure(port: LinuxSerial, s: SerialSettings) -> None:
+    """Set the whole line on an open port (raw, ``s``'s speed and framing, no flow control).
+
+    serialx writes the whole termios struct, raises DTR and RTS, asks for low latency where
+    the driver has it, then flushes both queues, as pyserial's open did its input.
+    """
+    port.reconfigure_port(
+        baudrate=s.baudrate,
+        byte_size=s.bytesize,
+        parity=s.parity,
+        stopbits=s.stopbits,
+        xonxoff=False,
+        rtscts=False,
+        dsrdtr=False,
+    )
+
+
+def open_port(path: str, s: SerialSettings) -> LinuxSerial:
+    """Open and configure ``path`` (blocking: call it off the loop).
+
+    The bytes then go through ``PortIO``, never through serialx's own ``read``, which
+    waits in select().
+    """
+    port = open_unconfigured(path)
+    try:
+        configure(port, s)
+    except BaseException:
+        port.close()
+        raise
+    return port

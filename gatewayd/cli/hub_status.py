@@ -5,7 +5,7 @@ For installers and developers trying the driver by hand: one snapshot, or with
 its recovery can be seen).
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
-the hub driver (pyserial) and the engine are imported when the command runs.
+the hub driver (serialx) and the engine are imported when the command runs.
 """
 
 from __future__ import annotations

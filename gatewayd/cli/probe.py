@@ -8,7 +8,7 @@ Exit codes: 0 commissioned or installed without WAN, 3 aborted, 4 cancelled,
 internal error.
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
-the engine, the config models (pydantic), the hub driver (pyserial) and the live view (rich)
+the engine, the config models (pydantic), the hub driver (serialx) and the live view (rich)
 are imported by the functions that use them.
 """
 

@@ -6,7 +6,7 @@ document, the reading or ``{"error": ...}``; messages go to stderr. Exit codes: 
 1 the meter could not be read, 2 invalid arguments or rules file.
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
-the optical reader (pyserial), the rules and the kit config (pydantic) are imported by the
+the optical reader (serialx), the rules and the kit config (pydantic) are imported by the
 functions that use them.
 """
 

@@ -9,7 +9,7 @@ HAN evidence. Exit codes: 0 survey done (whatever it found), 1 the radio could n
 2 invalid arguments or config.
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
-the radio driver (pyserial), the survey models (pydantic) and the table (rich) are imported by
+the radio driver (serialx), the survey models (pydantic) and the table (rich) are imported by
 the functions that use them.
 """
 

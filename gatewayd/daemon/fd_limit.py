@@ -1,10 +1,11 @@
 """The descriptor budget: how many open files the daemon needs, and raising its limit to fit.
 
-Each hub port costs ``PER_HUB`` descriptors: the port itself and pyserial's two cancel pipes
-(two ends each). The rest of the daemon needs a fixed ``BASE``: the outbox (database, WAL,
-shared memory), the journal, the MQTT socket, the metrics listener and its clients, the
-radio and the optical probe, the event loop's own (epoll, self-pipe), stdio and logging.
-At start the daemon raises its soft limit as far as the hard limit allows; when even that
+Each hub port costs ``PER_HUB`` descriptors: the port itself and nothing else (serialx
+configures the descriptor the link opened; pyserial, used before, added two cancel pipes of
+two ends each, 5 a port). The rest of the daemon needs a fixed ``BASE``: the outbox
+(database, WAL, shared memory), the journal, the MQTT socket, the metrics listener and its
+clients, the radio and the optical probe, the event loop's own (epoll, self-pipe), stdio and
+logging. At start the daemon raises its soft limit as far as the hard limit allows; when even that
 is too low for the configured hubs, it says how many hubs the limit allows.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import resource
 
-PER_HUB = 5
+PER_HUB = 1
 BASE = 64
 
 

@@ -20,13 +20,14 @@ def kit_with_hubs(tmp_path: Path, hubs: int) -> Path:
 
 
 def test_the_budget_arithmetic() -> None:
-    assert needed(1024) == BASE + PER_HUB * 1024 == 5184
-    assert hubs_allowed(1024) == (1024 - BASE) // PER_HUB == 192
+    # One descriptor per hub port (tests/integration/test_serial_link_io.py counts them).
+    assert needed(1024) == BASE + PER_HUB * 1024 == 1088
+    assert hubs_allowed(1024) == (1024 - BASE) // PER_HUB == 960
     assert hubs_allowed(needed(300)) == 300
 
 
 def test_a_limit_too_low_for_the_hubs_is_a_clear_error(tmp_path: Path) -> None:
-    kit = kit_with_hubs(tmp_path, 300)  # 300 hubs need 1,564 descriptors
+    kit = kit_with_hubs(tmp_path, 1000)  # 1,000 hubs need 1,064 descriptors
 
     def low_hard_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, 1024))
@@ -39,8 +40,8 @@ def test_a_limit_too_low_for_the_hubs_is_a_clear_error(tmp_path: Path) -> None:
         preexec_fn=low_hard_limit,
     )
     assert done.returncode == 1, done.stderr
-    assert "the open-file limit (1024) allows at most 192 hub(s)" in done.stderr
-    assert "this config has 300" in done.stderr and "LimitNOFILE=" in done.stderr
+    assert "the open-file limit (1024) allows at most 960 hub(s)" in done.stderr
+    assert "this config has 1000" in done.stderr and "LimitNOFILE=" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -1,4 +1,4 @@
-"""The real hub client against the real hub simulator, over a pty and pyserial.
+"""The real hub client against the real hub simulator, over a pty and serialx.
 
 ``test_hub_client_protocol.py`` pins the client frame by frame against a
 scripted hub and ``test_hub_simulator.py`` pins the simulator with raw bytes;
@@ -419,7 +419,7 @@ async def test_seventeenth_device_is_refused_with_device_log_full(make_rig: Make
 
 
 # At speed 100 the first event comes 0.2 real s after the simulator starts: the client
-# has opened the port by then, so no event is lost to pyserial's flush and resent late.
+# has opened the port by then, so no event is lost to the open's flush and resent late.
 EVENTFUL = """
 [wan]
 timeline = [

@@ -1,4 +1,4 @@
-"""The ZNP client and the survey against the radio simulator, over a pty and pyserial.
+"""The ZNP client and the survey against the radio simulator, over a pty and serialx.
 
 Every judgement has its scenario; the stick's quirks (a reset needed, slow confirms, a
 noisy line) and an unplug are each run through the real client. Scans use short 802.15.4

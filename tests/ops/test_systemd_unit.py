@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.daemon.fd_limit import BASE, PER_HUB, needed
 from tests.ops.tools import REPO, require_tool, run_tool
 from tests.ops.unit_file import read_unit
 
@@ -79,6 +80,18 @@ def test_runs_unprivileged_with_serial_access_and_a_state_directory() -> None:
     assert set(_service()["DeviceAllow"]) == {"char-ttyUSB rw", "char-ttyACM rw"}
     assert _one("CapabilityBoundingSet") == ""
     assert _one("ProtectSystem") == "strict"
+
+
+def test_the_open_file_limit_fits_1024_hubs_and_its_comment_shows_the_budget() -> None:
+    limit = _one("LimitNOFILE")
+    assert re.fullmatch(r"\d+", limit), "LimitNOFILE as one number, soft and hard alike"
+    assert int(limit) >= 2 * needed(1024), "room to spare over 1,024 hubs"
+    # The comment's arithmetic is the daemon's own (gatewayd/daemon/fd_limit.py).
+    comment = " ".join(
+        line.lstrip("# ") for line in UNIT.read_text().splitlines() if line.startswith("#")
+    )
+    assert f"each hub port takes {PER_HUB} descriptor" in comment
+    assert f"{BASE} + {PER_HUB} x 1,024 = {needed(1024):,}" in comment
 
 
 def test_serial_drivers_are_loaded_before_the_device_policy_applies() -> None:

@@ -192,8 +192,7 @@ HEAVY = (
     "pydantic_core",
     "aiomqtt",
     "paho",
-    "serial",
-    "serial_asyncio_fast",
+    "serialx",
     "rich",
     "sqlite3",
     "prometheus_client",
@@ -252,7 +251,7 @@ def test_help_leaves_the_libraries_out_of_sys_modules(args: tuple[str, ...]) -> 
     assert done.stdout.startswith(f"usage: {' '.join(('gatewayd', *args[:-1]))} [-h]")
     loaded = done.stderr.splitlines()[-1].split()
     assert "gatewayd.cli.main" in loaded
-    for library in ("pydantic", "aiomqtt", "paho", "serial", "serial_asyncio_fast"):
+    for library in ("pydantic", "aiomqtt", "paho", "serialx", "serial", "serial_asyncio_fast"):
         assert library not in loaded
     assert _heavy(loaded) == []
 

@@ -27,7 +27,7 @@ PLANTS = [
     ("pure-verdict", "gatewayd/engine/verdict.py", "import asyncio"),
     ("pure-verdict", "gatewayd/engine/outcomes.py", "from gatewayd import clock"),
     ("pure-verdict", "gatewayd/engine/outcomes.py", "import sqlite3"),
-    ("pure-verdict", "gatewayd/engine/verdict.py", "import serial"),
+    ("pure-verdict", "gatewayd/engine/verdict.py", "import serialx"),
     ("engine", "gatewayd/engine/commissioning.py", "from gatewayd.daemon import outbox"),
     ("engine", "gatewayd/engine/result.py", "import aiomqtt"),
     ("engine", "gatewayd/engine/probes/wan.py", "from gatewayd.cli import terminal"),

@@ -2,7 +2,9 @@
 
 The bytes layer of the reader. It opens the port once for one read (no reopen loop: a read is
 a short session and a lost probe ends it), with the line settings given as the serial link's
-``SerialSettings``, over the same pyserial + pyserial-asyncio-fast transport.
+``SerialSettings``, the same way as the serial link: serialx opens and configures the port (one
+descriptor) and changes its speed mid-session (``reconfigure_port``); the bytes move through
+``serial_io.PortIO``, so no select() is on this path either and any error ends the session once.
 
 IEC 62056-21 needs 7 data bits, even parity, 1 stop bit. A pseudo-terminal cannot carry
 parity and refuses (EINVAL) a 7E1 setting that leaves its speed as it was; a real port never
@@ -13,6 +15,8 @@ A speed change waits until what was written has left the wire. ``tcdrain`` alone
 promise that: a USB optical head (and a pseudo-terminal) reports drained once it holds the
 bytes, while at 300 baud the acknowledgement still takes 200 ms to shift out. So the line
 keeps when its last byte will have left at the current speed, and a switch waits for that.
+serialx flushes both queues after each change of speed: by then nothing of ours is left to
+send, and the meter answers at the new speed only after its reaction time (200 ms or more).
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import errno
 import logging
 import termios
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import serial
-import serial_asyncio_fast
+from serialx import Parity
+from serialx.platforms.serial_linux import LinuxSerial
 
 from gatewayd_drivers.iec62056.errors import (
     BaudSwitchError,
@@ -34,7 +38,13 @@ from gatewayd_drivers.iec62056.errors import (
     PortError,
     ReadoutError,
 )
-from gatewayd_drivers.serial_link import SerialSettings
+from gatewayd_drivers.serial_io import PortIO
+from gatewayd_drivers.serial_link import (
+    SerialSettings,
+    configure,
+    open_off_loop,
+    open_unconfigured,
+)
 
 __all__ = ["MAX_BUFFER", "OpticalLine", "iec_settings"]
 
@@ -46,12 +56,7 @@ T = TypeVar("T")
 
 def iec_settings(baudrate: int = 300) -> SerialSettings:
     """7E1 at ``baudrate``, the optical port's line."""
-    return SerialSettings(
-        baudrate=baudrate,
-        bytesize=serial.SEVENBITS,
-        parity=serial.PARITY_EVEN,
-        stopbits=serial.STOPBITS_ONE,
-    )
+    return SerialSettings(baudrate=baudrate, bytesize=7, parity="E", stopbits=1)
 
 
 def _termios_speed(baudrate: int) -> int | None:
@@ -67,24 +72,13 @@ def _is_einval(exc: BaseException) -> bool:
     return False
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self, line: OpticalLine) -> None:
-        self._line = line
-
-    def data_received(self, data: bytes) -> None:
-        self._line._on_bytes(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._line._on_lost(exc)
-
-
 class OpticalLine:
     """One open session on the probe's port. Use ``async with OpticalLine.open(...)``."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._transport: asyncio.Transport | None = None
-        self._serial: serial.Serial | None = None
+        self._io: PortIO | None = None
+        self._serial: LinuxSerial | None = None
         self._buffer = bytearray()
         self._arrived = asyncio.Event()
         self._lost: str | None = None
@@ -107,54 +101,27 @@ class OpticalLine:
         return line
 
     async def _connect(self, s: SerialSettings) -> None:
-        loop = asyncio.get_running_loop()
         path = self.path
-
-        async def connect(**line: Any) -> asyncio.Transport:
-            transport, _ = await serial_asyncio_fast.create_serial_connection(
-                loop,
-                lambda: _Protocol(self),
-                path,
-                xonxoff=False,
-                rtscts=False,
-                dsrdtr=False,
-                **line,
-            )
-            return transport
-
         try:
-            transport = await connect(
-                baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits
-            )
-        except (serial.SerialException, OSError, termios.error, ValueError) as exc:
-            if not _is_einval(exc):
-                raise PortError("open", _open_failure(path, exc)) from None
-            # A pty already at this speed refuses 7E1: open 8N1 (accepted), then ask for
-            # 7E1 below, where the refusal is checked against the speed.
-            try:
-                transport = await connect(baudrate=s.baudrate)
-            except (serial.SerialException, OSError, termios.error, ValueError) as exc2:
-                raise PortError("open", f"cannot open {path}: {exc2}") from None
-        ser = getattr(transport, "serial", None)
-        if not isinstance(ser, serial.Serial):
-            transport.close()
-            raise PortError("open", f"{path} did not open as a serial port")
-        self._transport, self._serial = transport, ser
-        # pyserial flushed its input on open; whatever came meanwhile is noise.
-        self._buffer.clear()
-        try:
-            _apply(ser, "bytesize", s.bytesize, s.baudrate)
-            _apply(ser, "parity", s.parity, s.baudrate)
-            _apply(ser, "stopbits", s.stopbits, s.baudrate)
+            ser = await open_off_loop(_open_line, path, s)
         except BaudSwitchError as exc:
-            transport.close()
             raise PortError("open", f"cannot set {path} to 7E1: {exc}") from None
+        except Exception as exc:
+            raise PortError("open", _open_failure(path, exc)) from None
+        self._serial = ser
+        self._io = PortIO(
+            ser, asyncio.get_running_loop(), on_data=self._on_bytes, on_lost=self._on_lost
+        )
+        # The port's input was flushed as it was set up; whatever came meanwhile is noise.
+        self._buffer.clear()
 
     async def close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-        # Let the transport finish closing the fd before the caller moves on.
-        await asyncio.sleep(0)
+        io = self._io
+        if io is None:
+            return
+        io.close()
+        # The descriptor is closed before the caller moves on (a next read reopens the port).
+        await io.wait_closed()
 
     async def __aenter__(self) -> OpticalLine:
         return self
@@ -165,7 +132,7 @@ class OpticalLine:
     # --- line settings ------------------------------------------------------------
 
     @property
-    def serial(self) -> serial.Serial:
+    def serial(self) -> LinuxSerial:
         if self._serial is None:
             raise PortError("open", f"{self.path} is not open")
         return self._serial
@@ -180,30 +147,39 @@ class OpticalLine:
         on_the_wire = self._sent_by - asyncio.get_running_loop().time()
         if on_the_wire > 0:
             await asyncio.sleep(on_the_wire)
-        _apply(self.serial, "baudrate", baudrate, baudrate)
+        ser = self._open_serial("baud switch")
+        # A few ioctls, but on a USB head each is a round trip to the device: off the loop.
+        await asyncio.to_thread(_set_speed, ser, baudrate)
         _log.debug("optical line %s now at %d baud", self.path, baudrate)
 
     async def drain(self, timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                # The transport writes eagerly; a short message is rarely left in its
-                # buffer, and it offers no event for when that buffer empties.
-                while self._transport is not None and self._transport.get_write_buffer_size():  # noqa: ASYNC110
+                # PortIO writes eagerly; a short message is rarely left in its buffer, and
+                # it offers no event for when that buffer empties.
+                while self._io is not None and self._io.buffered:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
-                fd = self.serial.fd
-                if fd is not None:
-                    await asyncio.to_thread(termios.tcdrain, fd)
+                ser = self._open_serial("drain")
+                await asyncio.to_thread(termios.tcdrain, ser.fileno())
         except TimeoutError:
             raise PortError("drain", f"bytes to {self.path} did not leave the port") from None
-        except termios.error as exc:
+        except (termios.error, OSError) as exc:
             raise PortError("drain", f"cannot drain {self.path}: {exc}") from None
+
+    def _open_serial(self, step: str) -> LinuxSerial:
+        """The port, while it is open; a lost or closed one is a ``PortError`` of ``step``."""
+        ser = self._serial
+        if self._lost is not None or ser is None or not ser.is_open:
+            raise PortError(step, f"the port {self.path} is closed: {self._lost or 'closed'}")
+        return ser
 
     # --- bytes --------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self._lost is not None or self._transport is None or self._transport.is_closing():
+        io = self._io
+        if self._lost is not None or io is None or io.is_closing():
             raise PortError("write", f"the port {self.path} is closed: {self._lost or 'closed'}")
-        self._transport.write(data)
+        io.write(data)
         self.bytes_out += len(data)
         now = asyncio.get_running_loop().time()
         self._sent_by = max(self._sent_by, now) + len(data) * self._char_s()
@@ -211,8 +187,8 @@ class OpticalLine:
     def _char_s(self) -> float:
         """Seconds one character takes on the wire: start bit, data, parity, stop bits."""
         ser = self.serial
-        parity = 0 if ser.parity == serial.PARITY_NONE else 1
-        return (1 + int(ser.bytesize) + parity + float(ser.stopbits)) / int(ser.baudrate)
+        parity = 0 if ser.parity == Parity.NONE else 1
+        return (1 + ser.byte_size + parity + float(ser.stopbits)) / ser.baudrate
 
     def discard_input(self) -> None:
         self._buffer.clear()
@@ -276,29 +252,48 @@ class OpticalLine:
             self._buffer.extend(bytes(b & 0x7F for b in data))
         self._arrived.set()
 
-    def _on_lost(self, exc: Exception | None) -> None:
+    def _on_lost(self, exc: BaseException | None) -> None:
         self._lost = str(exc) if exc is not None else "closed"
         self._arrived.set()
 
 
-def _apply(ser: serial.Serial, attr: str, value: Any, baudrate: int) -> None:
-    """Set one line setting; tolerate EINVAL when the line already runs at ``baudrate``."""
+def _open_line(path: str, s: SerialSettings) -> LinuxSerial:
+    """Open ``path`` and set its line (blocking); a pty's refusal at its speed is tolerated."""
+    ser = open_unconfigured(path)
     try:
-        setattr(ser, attr, value)
-    except (serial.SerialException, OSError, termios.error, ValueError) as exc:
+        _tolerating_pty(ser, s.baudrate, "7E1", lambda: configure(ser, s))
+        # serialx flushed the input if the port took the setting, not if it refused it.
+        ser.reset_read_buffer()
+    except BaseException:
+        ser.close()
+        raise
+    return ser
+
+
+def _set_speed(ser: LinuxSerial, baudrate: int) -> None:
+    _tolerating_pty(
+        ser, baudrate, f"{baudrate} baud", lambda: ser.reconfigure_port(baudrate=baudrate)
+    )
+
+
+def _tolerating_pty(ser: LinuxSerial, baudrate: int, what: str, change: Callable[[], None]) -> None:
+    """Run ``change``; tolerate EINVAL when the line already runs at ``baudrate``.
+
+    serialx records the settings asked for even when the port refuses them, so the line
+    reports 7E1 at ``baudrate``, as a real port would be set.
+    """
+    try:
+        change()
+    except Exception as exc:
         if not (_is_einval(exc) or _is_einval(exc.__context__ or exc)):
-            raise BaudSwitchError("baud switch", f"cannot set {attr} to {value}: {exc}") from None
+            raise BaudSwitchError("baud switch", f"cannot set {what}: {exc}") from None
         actual = _line_speed(ser)
         if actual is None or actual != _termios_speed(baudrate):
             raise BaudSwitchError(
-                "baud switch", f"the port refused {attr} {value} and is not at {baudrate} baud"
+                "baud switch", f"the port refused {what} and is not at {baudrate} baud"
             ) from None
         # A pty that cannot carry parity, already at the right speed: nothing to change.
-        _log.debug(
-            "port refused a setting at its current speed, tolerated (pty) setting=%s value=%s",
-            attr,
-            value,
-        )
+        _log.debug("port refused a setting at its current speed, tolerated (pty) setting=%s", what)
 
 
 def _open_failure(path: str, exc: BaseException) -> str:
@@ -307,11 +302,10 @@ def _open_failure(path: str, exc: BaseException) -> str:
     return f"cannot open {path}: {exc}"
 
 
-def _line_speed(ser: serial.Serial) -> int | None:
-    fd = ser.fd
-    if fd is None:
+def _line_speed(ser: LinuxSerial) -> int | None:
+    if not ser.is_open:
         return None
     with contextlib.suppress(termios.error, OSError):
-        attrs = termios.tcgetattr(fd)
+        attrs = termios.tcgetattr(ser.fileno())
         return int(attrs[5])
     return None

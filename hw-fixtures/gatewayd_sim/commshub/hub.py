@@ -110,7 +110,7 @@ class HubSimulator:
         """Create the port and start the site's story at site time 0.
 
         The hub counts as already powered when the cable is first plugged in:
-        no banner and no HUB_STARTED (pyserial's open() would flush them anyway);
+        no banner and no HUB_STARTED (a client's open() would flush them anyway);
         event SEQs start at 1.
         """
         if self._running:
