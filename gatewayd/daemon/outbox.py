@@ -744,14 +744,17 @@ class Outbox:
 
     def _prune_in_txn(self, *, keep_from: int) -> None:
         cutoff = self._clock.wall().timestamp() - self.max_age_s
+        # "+id": the id bound must not be used as an index, or SQLite walks the rowid range
+        # (every older entry, on every append) instead of the few expired ones in created_at.
         n, size = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE created_at < ? AND id < ?",
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+            " WHERE created_at < ? AND +id < ?",
             (cutoff, keep_from),
         ).fetchone()
         if not n:
             return
         self._conn.execute(
-            "DELETE FROM messages WHERE created_at < ? AND id < ?", (cutoff, keep_from)
+            "DELETE FROM messages WHERE created_at < ? AND +id < ?", (cutoff, keep_from)
         )
         self._depth -= int(n)
         self._bytes -= int(size)

@@ -148,3 +148,20 @@ def test_ack_all_keeps_the_gauges_right_when_a_bound_dropped_some_meanwhile(
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (3,)
     conn.close()
+
+
+def test_the_age_prune_searches_its_index_not_every_older_row(tmp_path: Path) -> None:
+    # With "id < ?" beside "created_at < ?" SQLite picked the rowid range, a scan of every
+    # older entry on every append: a backlog of 10,000 made each append cost milliseconds.
+    with Outbox(tmp_path / "o.db", clock=clock()) as box:
+        box.append_groups([Group([event(n)]) for n in range(200)])
+        box._conn.execute("ANALYZE")
+        with traced(box) as statements:
+            box.append_groups([Group([event(1000)])])
+        aged = [s for s in statements if "created_at <" in s]
+        assert aged, statements
+        for statement in aged:
+            plan = " ".join(
+                str(row[-1]) for row in box._conn.execute("EXPLAIN QUERY PLAN " + statement)
+            )
+            assert "messages_created_at" in plan, (statement, plan)
