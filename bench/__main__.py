@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import decode, hub_latency, startup
+from bench import decode, hub_latency, outbox_drain, startup
 from bench.report import Row, Target, figures_section, table, write_document
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -93,8 +93,23 @@ def startup_rows(sizes: Sizes) -> list[Row]:
     ]  # fmt: skip
 
 
+def drain_rows(sizes: Sizes) -> list[Row]:
+    f = outbox_drain.run(sizes.drain_messages, max(3, sizes.repeats))
+    to_aiomqtt = [g / a for g, a in zip(f["gatewayd_msg_s"], f["aiomqtt_msg_s"], strict=True)]
+    return [
+        Row("outbox drain", f"{f['gatewayd']['median']:,.0f} msg/s",
+            f"paho-mqtt, {outbox_drain.PAHO_IN_FLIGHT} in flight: {f['paho']['median']:,.0f} msg/s",
+            [g / p for g, p in zip(f["gatewayd_msg_s"], f["paho_msg_s"], strict=True)],
+            Target(0.8, at_most=False),
+            note=f"{f['messages']:,} messages of {f['payload_bytes']} B"),
+        Row("outbox drain, against bare aiomqtt", f"{f['gatewayd']['median']:,.0f} msg/s",
+            f"aiomqtt, nothing stored: {f['aiomqtt']['median']:,.0f} msg/s", to_aiomqtt),
+    ]  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "decode": decode_rows,
+    "drain": drain_rows,
     "latency": latency_rows,
     "startup": startup_rows,
 }
