@@ -24,6 +24,7 @@ from gatewayd.contract import StampFields
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable, SessionCounter
 from gatewayd.daemon.outbox import Outbox
 from gatewayd.daemon.publisher import Publisher
+from tests.unit.test_outbox_batches import durable_commits
 from tests.waiting import wait_until
 
 TOPICS = [f"gatewayd/k/hubs/h{i}/events" for i in range(4)]
@@ -117,18 +118,6 @@ def trace(box: Outbox) -> list[str]:
     statements: list[str] = []
     box._conn.set_trace_callback(statements.append)
     return statements
-
-
-def durable_commits(statements: list[str]) -> int:
-    """COMMITs made under ``synchronous=FULL``: one fsync of the log each."""
-    mode, count = "", 0
-    for s in statements:
-        upper = s.upper()
-        if upper.startswith("PRAGMA SYNCHRONOUS="):
-            mode = upper.split("=", 1)[1]
-        elif upper == "COMMIT" and mode == "FULL":
-            count += 1
-    return count
 
 
 def stored(path: Path) -> list[bytes]:
