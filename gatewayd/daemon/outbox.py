@@ -11,17 +11,28 @@ every connect instead.
 
 The store is one SQLite file in WAL mode (each setting's reason is beside it in ``_PRAGMAS``):
 
-- ``append``, ``append_all`` and ``append_groups`` commit with ``synchronous=FULL``, so the
-  WAL is fsynced before they return: a message the caller has been told is queued survives a
-  power cut, not only a killed process. ``append_groups`` stores any number of groups (each
-  all or nothing, each with its job's settle mark) in one transaction: one fsync for them all.
-- ``ack``, ``ack_all`` and ``mark_attempted`` commit with ``synchronous=NORMAL``: their frames
-  reach the OS at once (so they survive SIGKILL) and reach the disk with the next fsync (the
-  next append or checkpoint). A power cut can lose only the newest of them, and the WAL's
-  checksummed frames mean it loses a tail, never a hole. A lost ack resends a message that
-  consumers dedupe by ``event_id``; a lost attempt mark changes nothing, because every entry
-  from an earlier run is a replay anyway (``OutboxEntry.from_earlier_run``), which is also
-  why the publisher keeps the attempts of its own run in memory and never writes them.
+- An append that carries a result (``MessageKind.RESULT``) or settles a job commits with
+  ``synchronous=FULL``, so the WAL is fsynced before it returns: a result the caller has been
+  told is queued survives a power cut, not only a killed process. So do ``begin_job``,
+  ``forget_job`` and ``settle_job``.
+- An append of events alone commits with ``synchronous=NORMAL``: its frames reach the OS at
+  once (so they survive SIGKILL and a crash of the daemon) and reach the disk with the next
+  fsync: ``sync``, which the publisher runs in a worker thread within ``EVENT_SYNC_S`` of any
+  commit, or any durable commit, which fsyncs everything before it in the log. A power cut
+  can lose only the events of that last fraction of a second (a tail, never a hole: the WAL's
+  frames are checksummed), as it can lose the events the hub sent that the kit had not read
+  yet; a result is never among them. ``unsynced`` says whether such commits wait for an
+  fsync.
+- ``sync`` is also the only checkpoint (copying the log into the database) while the file is
+  open: none runs on the owner's thread, where one of a thousand pages held the event loop
+  for up to 250 ms. The publisher writes nothing while a sync runs, so that it reaches the
+  end of the log and the next commit starts the log again from its beginning; closing the
+  outbox checkpoints what is left.
+- ``ack``, ``ack_all`` and ``mark_attempted`` commit with ``synchronous=NORMAL`` too. A lost
+  ack resends a message that consumers dedupe by ``event_id``; a lost attempt mark changes
+  nothing, because every entry from an earlier run is a replay anyway
+  (``OutboxEntry.from_earlier_run``), which is also why the publisher keeps the attempts of
+  its own run in memory and never writes them.
 
 Bounds: ``max_messages``, ``max_bytes`` (topic + payload) and ``max_age_s``. When an append goes
 over the count or byte bound, existing entries are dropped, the new one never is: events
@@ -44,19 +55,19 @@ failure to open (permissions, a missing directory, a full disk, a schema from a 
 raises ``OutboxError`` naming the file, never a bare sqlite3 traceback; every later sqlite3
 failure is an ``OutboxError`` too.
 
-Why the calls are synchronous, on the event loop: a transaction here is short, and its cost is
-the fsync (0.5 to 1 ms on the development VM's disk; an SD card's is typically a few to some
-tens of ms), which SQLite pays once per durable commit however many rows it carries. So the
-cost per message comes down by putting more messages in a commit, not by moving the commit
-elsewhere: the publisher stores a whole loop turn's events with one ``append_groups`` and
-removes acknowledged messages with one ``ack_all`` per batch (about one SQLite statement per
-message in all, where an append, an attempt mark and an ack per message cost about fifteen).
-``ack``/``ack_all`` fsync only when they happen to run SQLite's automatic WAL checkpoint (every
-~1000 pages). At the bounds (10,000 messages, 50 MiB) an append measured 0.6 ms and opening,
-with its ``quick_check``, 63 ms. That is well below the hub link's shortest protocol timer
-(250 ms), while a worker thread would share the connection between threads (or have two
-connections contend for SQLite's one write lock) and make the ordering between append,
-publish and ack a thing to get right across them. The connection is made for one thread.
+Why the calls are synchronous, on the event loop: a transaction here is short. Its cost is
+the fsync when there is one (0.5 to 3 ms on the development VM's disk; an SD card's is
+typically a few to some tens of ms), which SQLite pays once per durable commit however many
+rows it carries, and which blocks the loop. So hub events, the bulk of the traffic, are not
+fsynced one commit at a time (see above), and the cost per message comes down by putting more
+messages in a commit: the publisher stores a whole loop turn's events with one
+``append_groups`` and removes acknowledged messages with one ``ack_all`` per batch (about one
+SQLite statement per message in all, where an append, an attempt mark and an ack per message
+cost about fifteen). At the bounds (10,000 messages, 50 MiB) an append measured 0.6 ms and
+opening, with its ``quick_check``, 63 ms. A worker thread would share the connection between
+threads (or have two connections contend for SQLite's one write lock) and make the ordering
+between append, publish and ack a thing to get right across them. The connection is made for
+one thread.
 
 The daemon's start must catch ``OutboxError`` and report it as a configuration or storage
 problem (the message names the file).
@@ -68,6 +79,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +93,7 @@ from gatewayd.daemon import job_ledger
 from gatewayd.daemon.job_ledger import JobRecord
 
 __all__ = [
+    "EVENT_SYNC_S",
     "SCHEMA_VERSION",
     "DropReason",
     "Group",
@@ -100,6 +113,12 @@ DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 
+# Real seconds an append of events alone may wait for its fsync (``Outbox.sync``), at most:
+# what a power cut can lose of them. Short next to a job's stages (minutes), long next to an
+# fsync (1 to some tens of ms), so that at most a few fsyncs a second hold the loop however
+# many hubs send.
+EVENT_SYNC_S = 0.5
+
 # Site seconds between two log lines about dropped messages.
 DROP_LOG_INTERVAL_S = 60.0
 
@@ -111,9 +130,15 @@ _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # Wait for such a reader's lock rather than failing at once.
     "PRAGMA busy_timeout=2000",
-    # After a checkpoint, shrink a WAL that a burst made large, so a kit's small card is not
-    # held by an empty log.
-    "PRAGMA journal_size_limit=1048576",
+    # After a checkpoint, shrink a WAL that a burst made larger than this, so a kit's small
+    # card is not held by an empty log. Well above what half a second of writes leaves at
+    # 1,024 hubs: truncating the log, on the loop, waited for the pages the sync's fsync was
+    # writing out (stalls of 15 to 250 ms, seen at 256 hubs with a 1 MiB limit).
+    f"PRAGMA journal_size_limit={16 * 1024 * 1024}",
+    # No checkpoint on the loop: ``sync`` runs them in a worker thread, within EVENT_SYNC_S
+    # of any commit (one of 1,000 pages, with two fsyncs, held the loop for up to 250 ms).
+    # Without a publisher to run them, closing the outbox checkpoints.
+    "PRAGMA wal_autocheckpoint=0",
 )
 
 # An SQLite base result code for "this file is damaged", as opposed to "cannot get at it".
@@ -295,6 +320,14 @@ class Outbox:
         self._dropped = dict.fromkeys(DropReason, 0)
         self._last_id_at_open = 0
         self._next_drop_log = float("-inf")
+        # Commits so far; how many of them are fsynced (the ones before the last durable
+        # commit or ``sync``), and how many a ``sync`` copied into the database.
+        self._commits = 0
+        self._fsynced = 0
+        self._checkpointed = 0
+        # ``sync``'s own connection, made on first use; the lock keeps it to one thread.
+        self._sync_conn: sqlite3.Connection | None = None
+        self._sync_lock = threading.Lock()
         try:
             self._conn = self._open()
         except _Corrupt as exc:
@@ -427,7 +460,9 @@ class Outbox:
         kind: MessageKind = MessageKind.EVENT,
         created_at: datetime | None = None,
     ) -> OutboxEntry:
-        """Queue one publication; it is on disk (fsynced) when this returns.
+        """Queue one publication: written when this returns, and fsynced too when it is a
+        result (an event is fsynced by ``sync`` or the next durable commit; see the module
+        docstring).
 
         ``created_at`` (timezone-aware; default: the clock's ``wall()``) is when the message was
         made, for the age bound. Goes over a bound: older entries are dropped, never this one.
@@ -439,7 +474,7 @@ class Outbox:
     def append_all(
         self, messages: Sequence[NewMessage], *, settles: str | None = None
     ) -> list[OutboxEntry]:
-        """Queue several publications in one transaction: all are on disk, or none is.
+        """Queue several publications in one transaction: all are written, or none is.
 
         ``settles`` names a job this queues the result of: it is marked settled in the job
         ledger in the same transaction, so a crash can never leave a queued result with its
@@ -449,17 +484,23 @@ class Outbox:
         return self.append_groups([Group(messages, settles)])[0]
 
     def append_groups(self, groups: Sequence[Group]) -> list[list[OutboxEntry]]:
-        """Queue several groups in one transaction and one fsync: all are on disk, or none is.
+        """Queue several groups in one transaction: all are written, or none is.
 
         The same as ``append_all`` for each group in turn, at the cost of one transaction:
-        the publisher's group commit. The bounds treat the groups as appended one after the
-        other: the last group is never dropped, an earlier one may be (as an earlier append
-        may be by a later one). ``ValueError``, before anything is written, when a group is
-        wrong on its own (see ``check``).
+        the publisher's group commit. It is fsynced before this returns when any group
+        carries a result or settles a job (one fsync for them all, and for every event
+        before them); otherwise ``unsynced`` is True until ``sync``. The bounds treat the
+        groups as appended one after the other: the last group is never dropped, an earlier
+        one may be (as an earlier append may be by a later one). ``ValueError``, before
+        anything is written, when a group is wrong on its own (see ``check``).
         """
         checked = [self.check(g.messages) for g in groups]
+        durable = any(
+            g.settles is not None or any(row[4] is MessageKind.RESULT for row in rows)
+            for rows, g in zip(checked, groups, strict=True)
+        )
         entries: list[list[OutboxEntry]] = []
-        with self._transaction(durable=True, doing="append"):
+        with self._transaction(durable=durable, doing="append"):
             for rows, group in zip(checked, groups, strict=True):
                 entries.append([self._insert(row) for row in rows])
                 if group.settles is not None:
@@ -472,6 +513,58 @@ class Outbox:
             self._prune_in_txn(keep_from=firsts[0] if firsts else _NO_ID)
             self._enforce_space(keep_from=firsts[-1] if firsts else _NO_ID)
         return entries
+
+    @property
+    def unsynced(self) -> bool:
+        """Commits since the last fsync of the log: events (or acknowledgements) that a power
+        cut could still take."""
+        return self._commits > self._fsynced
+
+    @property
+    def needs_sync(self) -> bool:
+        """Commits since the last ``sync``: the log holds what no checkpoint copied into the
+        database yet (durable ones included), and ``sync`` has work to do."""
+        return self._commits > self._checkpointed
+
+    def sync(self) -> bool:
+        """Fsync every commit made before the call, and copy the log into the database; False
+        when there was nothing to do, or when it could not finish (try again later).
+
+        Safe to call from a worker thread while the owner's thread goes on appending and
+        acknowledging (one ``sync`` at a time): it works through a connection of its own,
+        with a passive checkpoint, which never blocks a writer and which SQLite documents to
+        fsync the log before copying it into the database, and the database after. Only a
+        checkpoint that copied the whole log counts: a reader's older snapshot can hold part
+        of it back, and then nothing is claimed. ``OutboxError`` when the disk refuses.
+        """
+        mark = self._commits
+        if mark <= self._checkpointed:
+            return False
+        with self._sync_lock:
+            try:
+                if self._sync_conn is None:
+                    self._sync_conn = self._open_sync_connection()
+                row = self._sync_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                raise self._error("cannot sync", exc) from None
+        busy, log_frames, copied = (int(v) for v in row)
+        if busy or copied != log_frames:
+            return False
+        # Durable commits meanwhile may have set them higher: never lower them.
+        self._fsynced = max(self._fsynced, mark)
+        self._checkpointed = max(self._checkpointed, mark)
+        return True
+
+    def _open_sync_connection(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=2000")
+            # NORMAL: a checkpoint fsyncs the log before it, and the database after it.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def check(self, messages: Sequence[NewMessage]) -> list[_Row]:
         """The messages as ``append_all`` would store them; ``ValueError`` when one is wrong or
@@ -697,6 +790,10 @@ class Outbox:
     # -- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        with self._sync_lock:
+            if self._sync_conn is not None:
+                self._sync_conn.close()
+                self._sync_conn = None
         self._conn.close()
 
     def __enter__(self) -> Outbox:
@@ -725,6 +822,9 @@ class Outbox:
         try:
             yield
             conn.execute("COMMIT")
+            self._commits += 1
+            if durable:
+                self._fsynced = self._commits
         except BaseException as exc:
             # The in-memory gauges follow the database: undo them with the transaction.
             self._depth, self._bytes, self._dropped = saved

@@ -3,26 +3,35 @@
 Publications side of the flow. ``emit`` stamps an event's envelope (session, per-topic seq,
 event id, time) and queues it; ``emit_result`` queues a job's result with the events that go
 with it. What was queued during one turn of the event loop is written to the outbox at the
-start of the next, in one transaction with one fsync (group commit, ``commit``), and only then
-can the pump see it: nothing is published before it is on disk. The pump publishes oldest first
-with up to ``window`` messages awaiting their PUBACK at once, and removes the acknowledged ones
-from the outbox in batches. While the broker is unreachable messages wait on disk, across
-restarts too; anything published late or again is marked ``replayed``. Presence, info and
-availability never go through here: their current value is published on every connect instead.
+start of the next, in one transaction (group commit, ``commit``), and only then can the pump
+see it: nothing is published before it is written. A commit that carries a result is fsynced
+before anyone is told of it; a commit of events alone is fsynced by ``Outbox.sync`` within
+``event_sync_s`` (half a second), so events reach the broker without waiting for the disk.
+The pump publishes oldest first with up to ``window`` messages awaiting their PUBACK at once,
+and removes the acknowledged ones from the outbox in batches. While the broker is unreachable
+messages wait on disk, across restarts too; anything published late or again is marked
+``replayed``. Presence, info and availability never go through here: their current value is
+published on every connect instead.
 
-Why group commit on the loop, and not a writer thread: an fsync costs about 1 ms here (an SD
-card's, several); one per event bounded the loop at about 1,000 events a second and made 192
-hubs' events queue behind each other's fsyncs. Deferring the write to the next loop turn
-gathers every event of a burst (and every one that arrived while the last fsync blocked the
-loop) into one transaction, so the fsyncs per second stay at most one per loop turn whatever
-the event rate. A thread would also take the fsync off the loop, but then the one SQLite
-connection is shared between threads, or two connections fight for SQLite's write lock (with
-the outbox's acks and the job ledger on the loop), and the order between append, publish and
-ack becomes a thing to get right across threads; the loop keeps it by construction. The
-guarantees stay: a message reaches the broker only after the commit that stored it, and a
-job's result is on disk with its settle mark before ``on_settled`` tells anyone. What the
-deferral costs is one loop turn: an event emitted just before a SIGKILL may not be stored, as
-one that had not been read from the hub yet would not be.
+Why events are not fsynced before they are published: an fsync costs 0.5 to 3 ms here (an SD
+card's, several to tens), on the loop, for each commit. One per commit doubled an event's
+latency at a few hubs (the commit was most of it), and at 1,024 hubs held the loop for half
+its time, queueing every port's events behind it. Written without an fsync, an event survives
+a crash or a SIGKILL of the daemon at once (the OS has it); only a power cut in the next
+``event_sync_s`` can lose it, the tail of the running commentary, as it can lose what the hub
+sent that the kit had not read yet. A result, the thing a job is for, keeps the stronger
+promise: it is on disk with its settle mark, fsynced with every event before it, before
+``on_settled`` tells anyone or the pump publishes it.
+
+Why group commit on the loop, and not a writer thread: deferring the write to the next loop
+turn gathers every event of a burst into one transaction, so the commits per second stay at
+most one per loop turn whatever the event rate. A thread would also take the writes off the
+loop, but then the one SQLite connection is shared between threads, or two connections fight
+for SQLite's write lock (with the outbox's acks and the job ledger on the loop), and the
+order between append, publish and ack becomes a thing to get right across threads; the loop
+keeps it by construction. What the deferral costs is one loop turn: an event emitted just
+before a SIGKILL may not be stored, as one that had not been read from the hub yet would not
+be.
 
 Why several in flight: one PUBLISH at a time waits a round trip per message; with ``window``
 in flight the pump keeps the connection busy. Order per topic holds: the publishes are issued
@@ -67,6 +76,7 @@ from gatewayd.contract import StampFields, to_payload
 from gatewayd.daemon.fault_log import FaultLog
 from gatewayd.daemon.mqtt_link import PUBLISH_TIMEOUT_S, MqttLink, MqttUnavailable
 from gatewayd.daemon.outbox import (
+    EVENT_SYNC_S,
     Group,
     MessageKind,
     NewMessage,
@@ -173,11 +183,15 @@ class Publisher:
         max_held: int | None = None,
         retry: BackoffSettings = STORAGE_RETRY,
         window: int | None = None,
+        event_sync_s: float = EVENT_SYNC_S,
     ) -> None:
         """``window``: publishes awaiting their PUBACK at once; default the link's
-        ``max_inflight`` (``[mqtt] max_inflight``)."""
+        ``max_inflight`` (``[mqtt] max_inflight``). ``event_sync_s``: real seconds within
+        which events written without an fsync get one."""
         if window is not None and window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
+        if not event_sync_s >= 0:
+            raise ValueError(f"event_sync_s must be 0 or more, got {event_sync_s}")
         self.outbox = outbox
         self.link = link
         self.clock = clock
@@ -196,6 +210,12 @@ class Publisher:
         self._queued: list[_Held] = []
         self._commit_soon: asyncio.Handle | None = None
         self._commit_loop: asyncio.AbstractEventLoop | None = None
+        self.event_sync_s = event_sync_s
+        self._sync_soon: asyncio.TimerHandle | None = None
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._syncing: asyncio.Task[None] | None = None
+        # Set by a commit while the pump waits for its window's head (``_head_or_more``).
+        self._more: asyncio.Future[None] | None = None
         self._held: deque[_Held] = deque()
         # Outbox ids the broker acknowledged but that could not be removed from disk.
         self._unremoved: dict[int, Publishable] = {}
@@ -281,6 +301,8 @@ class Publisher:
             # No loop to defer to (a tool, a test): store now.
             self.commit()
             return
+        if self._syncing is not None:
+            return  # committed when the sync ends (see _sync_in_thread)
         # (A commit scheduled on a loop that has since ended would never run: schedule again.)
         if self._commit_soon is None or self._commit_loop is not loop:
             self._commit_soon = loop.call_soon(self.commit)
@@ -314,6 +336,8 @@ class Publisher:
                 return
             else:
                 self._wake.set()
+                if self._more is not None and not self._more.done():
+                    self._more.set_result(None)
                 return
         self._held.extend(batch)
         self._bound_memory()
@@ -325,6 +349,7 @@ class Publisher:
         stored = self.outbox.append_groups([Group(h.messages, h.settles) for h in batch])
         self.commits += 1
         self._writes.recovered()
+        self._schedule_sync()
         for held, entries in zip(batch, stored, strict=True):
             for entry, attempts in zip(entries, held.attempts, strict=True):
                 if attempts:
@@ -337,6 +362,50 @@ class Publisher:
                 except Exception:
                     # One caller's failure must not keep the others of the batch untold.
                     _log.exception("on_settled failed job=%s", held.settles)
+
+    def _schedule_sync(self) -> None:
+        """Fsync the events just written within ``event_sync_s``, once for all of them."""
+        if not self.outbox.needs_sync or self._syncing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # No loop to defer to (a tool, a test): fsync now.
+            self.sync()
+            return
+        if self._sync_soon is None or self._sync_loop is not loop:
+            self._sync_soon = loop.call_later(self.event_sync_s, self._start_sync)
+            self._sync_loop = loop
+
+    def _start_sync(self) -> None:
+        self._sync_soon = None
+        if self._syncing is None:
+            self._syncing = asyncio.create_task(self._sync_in_thread(), name="outbox_sync")
+
+    async def _sync_in_thread(self) -> None:
+        # In a worker thread: an fsync may take tens of milliseconds on an SD card, and the
+        # loop goes on reading ports and publishing meanwhile. It writes nothing meanwhile:
+        # emitted messages wait in memory (``_queue``) and acknowledged ones stay listed in
+        # ``_unremoved`` (``_remove``), so the checkpoint reaches the end of the log, and the
+        # next commit starts the log again from its beginning. A log written to during every
+        # checkpoint is never started again: it grew by 16 MB a second at 1,024 hubs.
+        try:
+            await asyncio.to_thread(self.sync)
+        finally:
+            self._syncing = None
+            self.commit()
+            if self._unremoved:
+                self._wake.set()
+        # What a sync that could not finish left gets the next one.
+        self._schedule_sync()
+
+    def sync(self) -> None:
+        """Fsync the events written without one (``Outbox.sync``); a disk that refuses is
+        tried again after ``event_sync_s``."""
+        try:
+            self.outbox.sync()
+        except OutboxError as exc:
+            self._writes.failed(exc, "events written but not fsynced, trying again")
 
     def _store_held(self) -> None:
         """Move what memory holds into the outbox, oldest first, until the disk refuses."""
@@ -417,8 +486,19 @@ class Publisher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # What was emitted up to now is stored, not left to a loop turn that may not come.
+        if self._syncing is not None:
+            # Its thread cannot be interrupted: let it finish (the outbox's own lock would
+            # make a close wait for it anyway).
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._syncing)
+        # What was emitted and acknowledged up to now is stored, removed and fsynced, not
+        # left to a loop turn or a timer that may not come.
         self.commit()
+        self._remove_published()
+        if self._sync_soon is not None:
+            self._sync_soon.cancel()
+            self._sync_soon = None
+        self.sync()
         if self._held:
             _log.error(
                 "stopping with messages held in memory only, the disk refused them: they are "
@@ -464,6 +544,11 @@ class Publisher:
         remember them (not to be sent again) when the disk refuses."""
         if not entries:
             return
+        if self._syncing is not None:
+            # Removed when the sync ends (see _sync_in_thread); never published again meanwhile.
+            self._unremoved.update((e.id, e) for e in entries)
+            self._attempted.difference_update(e.id for e in entries)
+            return
         try:
             self.outbox.ack_all(entries)
         except OutboxError as exc:
@@ -471,6 +556,7 @@ class Publisher:
             self._unremoved.update((e.id, e) for e in entries)
         else:
             self._writes.recovered()
+            self._schedule_sync()
             for e in entries:
                 self._unremoved.pop(e.id, None)
         self._attempted.difference_update(e.id for e in entries)
@@ -551,12 +637,18 @@ class Publisher:
                 if not in_flight:
                     return self.link.connected
                 head = in_flight[0]
+                if not head.task.done():
+                    if (
+                        self.link.connected
+                        and len(in_flight) < window
+                        and (ready or read_dry_at != self.commits)
+                    ):
+                        continue  # more to publish (committed meanwhile): into the window
+                    await self._head_or_more(head)
+                    continue
                 # PUBACKs are taken in the order the publishes were issued.
                 try:
-                    if head.task.done():
-                        head.task.result()
-                    else:
-                        await head.task
+                    head.task.result()
                 except (MqttUnavailable, asyncio.CancelledError) as exc:
                     if isinstance(exc, asyncio.CancelledError) and not _timed_out(head):
                         raise
@@ -577,6 +669,29 @@ class Publisher:
             for abandoned in in_flight:
                 abandoned.abandon()
             self._remove(acknowledged)
+
+    async def _head_or_more(self, head: _InFlight) -> None:
+        """Wait until the head's publish is done or a commit stored more to publish.
+
+        Not for the head alone: new messages go out while older ones await their PUBACK.
+        A pump that sent nothing until the head's PUBACK came left the connection idle in
+        one direction, and a broker that does not disable Nagle's algorithm (mosquitto's
+        default) then held its next PUBACK until the kit's delayed TCP ACK, 40 ms later:
+        every event waited for it at 1,024 hubs.
+        """
+        more = asyncio.get_running_loop().create_future()
+
+        def done(_: object = None) -> None:
+            if not more.done():
+                more.set_result(None)
+
+        self._more = more
+        head.task.add_done_callback(done)
+        try:
+            await more
+        finally:
+            head.task.remove_done_callback(done)
+            self._more = None
 
     def _issue(self, entry: Publishable, now: float) -> _InFlight:
         """Start publishing ``entry`` (its PUBLISH goes out at the task's first step)."""

@@ -6,6 +6,7 @@ import logging
 import re
 import sqlite3
 import tempfile
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from gatewayd.daemon.outbox import (
     SCHEMA_VERSION,
     DropReason,
     MessageKind,
+    NewMessage,
     Outbox,
     OutboxEntry,
     OutboxError,
@@ -324,30 +326,125 @@ def test_any_interleaving_keeps_order_and_loses_nothing_but_counted_drops(
 # -- durability settings --------------------------------------------------------------------
 
 
-def test_file_is_wal_and_append_commits_with_full_sync(tmp_path: Path) -> None:
+def _commit_modes(statements: list[str]) -> list[str]:
+    """The synchronous mode each COMMIT ran under, in order."""
+    mode, modes = "", []
+    for s in (s.upper() for s in statements):
+        if s.startswith("PRAGMA SYNCHRONOUS="):
+            mode = s.split("=", 1)[1]
+        elif s == "COMMIT":
+            modes.append(mode)
+    return modes
+
+
+def test_file_is_wal_and_results_commit_with_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with Outbox(path, clock=clock()) as box:
         statements: list[str] = []
         box._conn.set_trace_callback(statements.append)
-        entry = box.append(TOPIC, b"x")
+        entry = box.append(TOPIC, b"result", retain=True, kind=MessageKind.RESULT)
+        assert not box.unsynced
         box.mark_attempted(entry.id)
         box.ack(entry.id)
-    upper = [s.upper() for s in statements]
-    commits = [i for i, s in enumerate(upper) if s == "COMMIT"]
-    syncs = [s for s in upper if s.startswith("PRAGMA SYNCHRONOUS")]
-    assert len(commits) == 3
-    # The append's commit (the first) runs under FULL; the other two under NORMAL.
-    assert syncs == [
-        "PRAGMA SYNCHRONOUS=FULL",
-        "PRAGMA SYNCHRONOUS=NORMAL",
-        "PRAGMA SYNCHRONOUS=NORMAL",
-    ]
+        # Not fsynced yet: a power cut could resend the result (consumers dedupe it).
+        assert box.unsynced and box.needs_sync
+    # The result's commit (the first) runs under FULL, fsyncing the log; the others under
+    # NORMAL.
+    assert _commit_modes(statements) == ["FULL", "NORMAL", "NORMAL"]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
             SCHEMA_VERSION,
         )
     conn.close()
+
+
+def _in_database_file_alone(path: Path, tmp_path: Path) -> list[bytes]:
+    """The payloads in the database file without its log: what a checkpoint copied there."""
+    copy = tmp_path / "alone.db"
+    copy.write_bytes(path.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
+            return []  # not even the schema reached the database yet
+        return [bytes(r[0]) for r in conn.execute("SELECT payload FROM messages ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def test_events_alone_wait_for_sync_and_a_durable_commit_fsyncs_them(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock()) as box:
+        statements: list[str] = []
+        box._conn.set_trace_callback(statements.append)
+        box.append(TOPIC, b"e1")
+        box.append(TOPIC, b"e2")
+        assert box.unsynced
+        assert _commit_modes(statements) == ["NORMAL", "NORMAL"]
+        assert _in_database_file_alone(path, tmp_path) == []
+        # The sync checkpoints the log into the database (fsyncing the log before, the
+        # database after), through a connection of its own: none of the owner's statements.
+        assert box.sync() is True
+        assert not box.unsynced
+        assert _commit_modes(statements) == ["NORMAL", "NORMAL"]
+        assert _in_database_file_alone(path, tmp_path) == [b"e1", b"e2"]
+        # Nothing new: nothing to do.
+        assert box.sync() is False
+        # A durable commit fsyncs the events written before it.
+        box.append(TOPIC, b"e3")
+        assert box.unsynced
+        box.append_all([NewMessage("r", b"result", retain=True, kind=MessageKind.RESULT)])
+        assert not box.unsynced
+        assert _commit_modes(statements)[-1] == "FULL"
+        box.append(TOPIC, b"e4")
+        box.begin_job("J-1", START)
+        assert not box.unsynced
+        assert [e.payload for e in box.pending()] == [b"e1", b"e2", b"e3", b"result", b"e4"]
+
+
+def test_sync_from_a_thread_while_the_owner_appends_and_acks(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    with Outbox(path, clock=clock()) as box:
+
+        def syncing() -> None:
+            try:
+                while not stop.is_set():
+                    box.sync()
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=syncing)
+        worker.start()
+        try:
+            for n in range(300):
+                box.append(TOPIC, f"e{n}".encode())
+                if n % 3 == 2:
+                    box.ack_all(box.publishable(1))
+        finally:
+            stop.set()
+            worker.join(30)
+        assert not errors
+        box.sync()
+        assert not box.unsynced
+        assert [e.payload for e in box.pending(1000)] == [f"e{n}".encode() for n in range(100, 300)]
+    assert _in_database_file_alone(path, tmp_path) == [f"e{n}".encode() for n in range(100, 300)]
+
+
+def test_sync_of_an_unwritable_file_is_an_outbox_error(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock()) as box:
+        box.append(TOPIC, b"e1")
+        # The sync's connection cannot be opened on a file that is gone with its directory.
+        box._sync_conn = None
+        broken = sqlite3.connect(":memory:")
+        broken.close()
+        box._sync_conn = broken
+        with pytest.raises(OutboxError, match="cannot sync"):
+            box.sync()
+        box._sync_conn = None
+        assert box.unsynced and box.sync()
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -37,6 +37,11 @@ def traced(box: Outbox) -> Iterator[list[str]]:
         box._conn.set_trace_callback(None)
 
 
+def commits(statements: list[str]) -> int:
+    """COMMITs, durable or not."""
+    return [s.upper() for s in statements].count("COMMIT")
+
+
 def durable_commits(statements: list[str]) -> int:
     """COMMITs made under ``synchronous=FULL``: one fsync of the log each."""
     mode, count = "", 0

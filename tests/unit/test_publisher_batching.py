@@ -1,9 +1,11 @@
 """The publisher's group commit and in-flight window, against a real outbox and a fake broker.
 
-Group commit: what is emitted in one loop turn is stored in one durable transaction, a result
-is on disk before its caller is told, and nothing is published before the commit that stored
-it. The window: several publishes await their PUBACK at once, issued in id order; the first
-that fails is replayed with everything issued after it, marked replayed; nothing is lost.
+Group commit: what is emitted in one loop turn is stored in one transaction, a result is on
+disk (fsynced) before its caller is told, events are fsynced within ``event_sync_s`` without
+holding their publication, and nothing is published before the commit that stored it. The
+window: several publishes await their PUBACK at once, issued in id order, new ones going out
+while older ones wait; the first that fails is replayed with everything issued after it,
+marked replayed; nothing is lost.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ from gatewayd.contract import StampFields
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable, SessionCounter
 from gatewayd.daemon.outbox import Outbox
 from gatewayd.daemon.publisher import Publisher
-from tests.unit.test_outbox_batches import durable_commits
+from tests.unit.test_outbox_batches import commits, durable_commits
 from tests.waiting import wait_until
 
 TOPICS = [f"gatewayd/k/hubs/h{i}/events" for i in range(4)]
@@ -132,7 +136,7 @@ def stored(path: Path) -> list[bytes]:
 # --- group commit ------------------------------------------------------------------------
 
 
-async def test_a_loop_turns_events_are_stored_in_one_durable_transaction(
+async def test_a_loop_turns_events_are_stored_in_one_transaction(
     rig: tuple[Outbox, FakeBroker, Publisher],
 ) -> None:
     box, broker, pub = rig
@@ -142,7 +146,7 @@ async def test_a_loop_turns_events_are_stored_in_one_durable_transaction(
         pub.emit(TOPICS[n % 4], event(n))
     assert box.depth() == 0 and pub.queued() == 50 and pub.waiting() == 50
     await wait_until(lambda: pub.queued() == 0)
-    assert durable_commits(statements) == 1
+    assert commits(statements) == 1
     assert pub.commits == 1
     assert [json.loads(e.payload)["n"] for e in box.pending(100)] == list(range(50))
 
@@ -161,13 +165,71 @@ async def test_events_of_many_tasks_share_commits(
 
     await asyncio.gather(*(hub(i) for i in range(20)))
     await wait_until(lambda: pub.queued() == 0)
-    # 200 events from 20 tasks in about 10 loop turns: about 10 fsyncs, not 200.
-    assert durable_commits(statements) == pub.commits <= 12
+    # 200 events from 20 tasks in about 10 loop turns: about 10 commits, not 200, and none
+    # of them waits for an fsync.
+    assert commits(statements) == pub.commits <= 12
+    assert durable_commits(statements) == 0
     entries = box.pending(1000)
     assert len(entries) == 200
     for topic in TOPICS:
         seqs = [json.loads(e.payload)["seq"] for e in entries if e.topic == topic]
         assert seqs == list(range(1, len(seqs) + 1))
+
+
+def counting_syncs(box: Outbox) -> list[bool]:
+    """Every ``box.sync`` call's return from now on (True: it checkpointed something)."""
+    calls: list[bool] = []
+    real = box.sync
+
+    def sync() -> bool:
+        done = real()
+        calls.append(done)
+        return done
+
+    box.sync = sync  # type: ignore[method-assign]
+    return calls
+
+
+async def test_events_are_fsynced_within_event_sync_s_in_a_thread_and_published_before(
+    tmp_path: Path,
+) -> None:
+    box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
+    broker = FakeBroker(tmp_path)
+    pub = Publisher(box, broker, SystemClock(), window=5, event_sync_s=0.2)
+    statements = trace(box)
+    syncs = counting_syncs(box)
+    threads: list[str] = []
+    broker.on_issue = lambda *_: threads.append(threading.current_thread().name)
+    pub.start()
+    try:
+        for turn in range(5):
+            for n in range(10):
+                pub.emit(TOPICS[n % 4], event(turn * 10 + n))
+            await asyncio.sleep(0)
+        # Published (and acknowledged) without waiting for an fsync...
+        await wait_until(lambda: len(broker.acked) == 50)
+        assert durable_commits(statements) == 0
+        # ...and fsynced, all together, within event_sync_s, off the loop's thread.
+        await wait_until(lambda: not box.unsynced)
+        assert 1 <= syncs.count(True) <= 2
+        assert durable_commits(statements) == 0
+    finally:
+        await pub.stop()
+        box.close()
+
+
+async def test_stop_fsyncs_what_was_written(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
+    broker = FakeBroker(tmp_path)
+    broker.up = False
+    pub = Publisher(box, broker, SystemClock(), event_sync_s=3600)
+    syncs = counting_syncs(box)
+    pub.emit(TOPICS[0], event(1))
+    await wait_until(lambda: pub.queued() == 0)
+    assert box.unsynced and syncs == []
+    await pub.stop()
+    assert not box.unsynced and syncs == [True]
+    box.close()
 
 
 async def test_a_result_is_on_disk_before_its_caller_is_told(
@@ -273,6 +335,61 @@ async def test_the_window_keeps_several_in_flight_issued_in_order(
     assert not any(b["replayed"] for b in broker.issued)
     # Removed in a few transactions, not one per message.
     assert sum(s.upper().startswith("DELETE") for s in statements) <= 4
+
+
+async def test_new_messages_go_out_while_the_oldest_awaits_its_puback(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    # A pump that waited for the head's PUBACK before sending anything more left the link
+    # idle one way, and mosquitto's Nagle then held that PUBACK for 40 ms.
+    box, broker, pub = rig
+    broker.acking.clear()
+    pub.start()
+    try:
+        pub.emit(TOPICS[0], event(0))
+        await wait_until(lambda: len(broker.issued) == 1)
+        for n in range(1, 4):
+            pub.emit(TOPICS[n % 4], event(n))
+            await wait_until(partial(lambda k: len(broker.issued) == k, n + 1))
+        assert broker.in_flight == 4 and broker.acked == []
+        broker.acking.set()
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    assert [b["n"] for b in broker.issued] == [0, 1, 2, 3]
+    assert [b["n"] for b in broker.acked] == [0, 1, 2, 3]
+
+
+async def test_a_link_lost_with_publishes_in_flight_leaves_the_pump_waiting(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    # A commit while the head awaited its PUBACK on a link just lost made the pump spin,
+    # never yielding the loop again: nothing else ran.
+    box, broker, pub = rig
+    broker.acking.clear()
+    pub.start()
+    rescued = threading.Event()
+
+    def rescue() -> None:  # from another thread: the only way out of a spinning loop
+        rescued.set()
+        broker.up = True
+
+    timer = threading.Timer(5.0, rescue)
+    try:
+        pub.emit(TOPICS[0], event(0))
+        await wait_until(lambda: len(broker.issued) == 1)
+        broker.up = False  # the link drops; the PUBLISH in flight has no answer yet
+        timer.start()
+        pub.emit(TOPICS[1], event(1))
+        await asyncio.sleep(0.2)
+        timer.cancel()
+        assert not rescued.is_set(), "the pump held the event loop until the link came back"
+        assert pub.queued() == 0 and box.depth() == 2 and len(broker.issued) == 1
+    finally:
+        timer.cancel()
+        broker.up = True
+        broker.acking.set()
+        await pub.stop()
 
 
 async def test_a_failure_in_the_window_replays_it_and_all_issued_after_it(
