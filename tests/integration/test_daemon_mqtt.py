@@ -378,8 +378,13 @@ async def process_rig(
         for proc in rig.procs:
             if proc.returncode is None:
                 proc.terminate()
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    # A daemon that ignores SIGTERM (a loop that never yields) must not outlive
+                    # the test and load the machine for the ones after it.
+                    proc.kill()
+                    await proc.wait()
         sub_task.cancel()
         await sim.stop()
         broker.stop()
