@@ -93,6 +93,8 @@ from gatewayd.daemon import job_ledger
 from gatewayd.daemon.job_ledger import JobRecord
 
 __all__ = [
+    "CHECKPOINT_COMMITS",
+    "CHECKPOINT_S",
     "EVENT_SYNC_S",
     "SCHEMA_VERSION",
     "DropReason",
@@ -118,6 +120,16 @@ DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 # fsync (1 to some tens of ms), so that at most a few fsyncs a second hold the loop however
 # many hubs send.
 EVENT_SYNC_S = 0.5
+
+# A sync checkpoints (copies the log into the database, and starts it again) after this many
+# commits, or this many seconds after the last checkpoint (see ``Outbox.sync``): often enough
+# that the log stays a few MiB at 1,024 hubs, seldom enough that restarting it costs an
+# event's commit rarely.
+CHECKPOINT_COMMITS = 200
+CHECKPOINT_S = 10.0
+
+# Site seconds between two looks for expired entries on append (``max_age_s`` is days).
+AGE_PRUNE_INTERVAL_S = 60.0
 
 # Site seconds between two log lines about dropped messages.
 DROP_LOG_INTERVAL_S = 60.0
@@ -325,6 +337,10 @@ class Outbox:
         self._commits = 0
         self._fsynced = 0
         self._checkpointed = 0
+        self._last_checkpoint = clock.monotonic()
+        self._next_age_prune = float("-inf")
+        # The connection's synchronous setting, so that a transaction sets it only to change it.
+        self._synchronous: str | None = None
         # ``sync``'s own connection, made on first use; the lock keeps it to one thread.
         self._sync_conn: sqlite3.Connection | None = None
         self._sync_lock = threading.Lock()
@@ -509,8 +525,13 @@ class Outbox:
                     )
             firsts = [group_entries[0].id for group_entries in entries if group_entries]
             # What was queued in this transaction is never too old (a message held in memory
-            # during a disk outage may be), and the last group is never too big.
-            self._prune_in_txn(keep_from=firsts[0] if firsts else _NO_ID)
+            # during a disk outage may be), and the last group is never too big. The age
+            # bound is days: looking for expired entries once a minute is enough, and spares
+            # an event's commit a statement.
+            now = self._clock.monotonic()
+            if now >= self._next_age_prune:
+                self._next_age_prune = now + AGE_PRUNE_INTERVAL_S
+                self._prune_in_txn(keep_from=firsts[0] if firsts else _NO_ID)
             self._enforce_space(keep_from=firsts[-1] if firsts else _NO_ID)
         return entries
 
@@ -526,41 +547,74 @@ class Outbox:
         database yet (durable ones included), and ``sync`` has work to do."""
         return self._commits > self._checkpointed
 
-    def sync(self) -> bool:
-        """Fsync every commit made before the call, and copy the log into the database; False
-        when there was nothing to do, or when it could not finish (try again later).
+    def sync(self, *, checkpoint: bool | None = None) -> bool:
+        """Fsync every commit made before the call; False when there was nothing to do.
 
-        Safe to call from a worker thread while the owner's thread goes on appending and
-        acknowledging (one ``sync`` at a time): it works through a connection of its own,
-        with a passive checkpoint, which never blocks a writer and which SQLite documents to
-        fsync the log before copying it into the database, and the database after. Only a
-        checkpoint that copied the whole log counts: a reader's older snapshot can hold part
-        of it back, and then nothing is claimed. ``OutboxError`` when the disk refuses.
+        Safe to call from a worker thread while the owner's thread goes on (one ``sync`` at a
+        time): it works through a connection of its own. The fsync is a durable commit of a
+        counter on that connection, which fsyncs the whole log; the owner must not write
+        meanwhile (it would wait for SQLite's write lock). Every ``CHECKPOINT_COMMITS``
+        commits, or ``CHECKPOINT_S`` after the last checkpoint (``checkpoint``: True to force,
+        False never), it copies the log into the database instead, with a passive
+        checkpoint, which SQLite documents to fsync the log before and the database after;
+        the next commit then starts the log again from its beginning. Not on every sync: that
+        restart costs the next commit an fsync of the log's header, on the owner's thread (a
+        quarter to over half a millisecond here, more than the rest of an event's path). A
+        checkpoint that could not copy the whole log (a reader's older snapshot held part of
+        it back) claims nothing, and the fsync is made the other way. ``OutboxError`` when
+        the disk refuses.
         """
         mark = self._commits
-        if mark <= self._checkpointed:
+        now = self._clock.monotonic()
+        if checkpoint is None:
+            checkpoint = mark > self._checkpointed and (
+                mark - self._checkpointed >= CHECKPOINT_COMMITS
+                or now - self._last_checkpoint >= CHECKPOINT_S
+            )
+        if mark <= self._fsynced and not checkpoint:
             return False
         with self._sync_lock:
             try:
                 if self._sync_conn is None:
                     self._sync_conn = self._open_sync_connection()
-                row = self._sync_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                conn = self._sync_conn
+                if checkpoint:
+                    busy, log_frames, copied = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                    if not busy and copied == log_frames:
+                        # Durable commits meanwhile may have set them higher: never lower them.
+                        self._fsynced = max(self._fsynced, mark)
+                        self._checkpointed = max(self._checkpointed, mark)
+                        self._last_checkpoint = now
+                        return True
+                if mark <= self._fsynced:
+                    return False
+                # A commit under synchronous=FULL fsyncs the log up to its end, so it needs a
+                # frame of its own: a counter that changes (SQLite skips writing a row
+                # rewritten as it was).
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('syncs', 1)"
+                        " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise self._error("cannot sync", exc) from None
-        busy, log_frames, copied = (int(v) for v in row)
-        if busy or copied != log_frames:
-            return False
-        # Durable commits meanwhile may have set them higher: never lower them.
         self._fsynced = max(self._fsynced, mark)
-        self._checkpointed = max(self._checkpointed, mark)
         return True
 
     def _open_sync_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=2000")
-            # NORMAL: a checkpoint fsyncs the log before it, and the database after it.
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: its commit fsyncs the log (a checkpoint fsyncs under NORMAL already).
+            conn.execute("PRAGMA synchronous=FULL")
         except BaseException:
             conn.close()
             raise
@@ -814,7 +868,10 @@ class Outbox:
         conn = self._conn
         try:
             # synchronous can only change outside a transaction; it applies to the next commit.
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            mode = "FULL" if durable else "NORMAL"
+            if mode != self._synchronous:
+                conn.execute(f"PRAGMA synchronous={mode}")
+                self._synchronous = mode
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._error(f"cannot {doing}", exc) from None

@@ -76,6 +76,7 @@ from gatewayd.contract import StampFields, to_payload
 from gatewayd.daemon.fault_log import FaultLog
 from gatewayd.daemon.mqtt_link import PUBLISH_TIMEOUT_S, MqttLink, MqttUnavailable
 from gatewayd.daemon.outbox import (
+    CHECKPOINT_S,
     EVENT_SYNC_S,
     Group,
     MessageKind,
@@ -213,6 +214,7 @@ class Publisher:
         self.event_sync_s = event_sync_s
         self._sync_soon: asyncio.TimerHandle | None = None
         self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_due = 0.0
         self._syncing: asyncio.Task[None] | None = None
         # Set by a commit while the pump waits for its window's head (``_head_or_more``).
         self._more: asyncio.Future[None] | None = None
@@ -364,8 +366,15 @@ class Publisher:
                     _log.exception("on_settled failed job=%s", held.settles)
 
     def _schedule_sync(self) -> None:
-        """Fsync the events just written within ``event_sync_s``, once for all of them."""
-        if not self.outbox.needs_sync or self._syncing is not None:
+        """Fsync what was just written within ``event_sync_s``, once for all of it; with
+        nothing to fsync but a checkpoint still owed, run the sync that will be due for it."""
+        if self._syncing is not None:
+            return  # it schedules the next one when it ends
+        if self.outbox.unsynced:
+            delay = self.event_sync_s
+        elif self.outbox.needs_sync:
+            delay = CHECKPOINT_S
+        else:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -373,9 +382,14 @@ class Publisher:
             # No loop to defer to (a tool, a test): fsync now.
             self.sync()
             return
-        if self._sync_soon is None or self._sync_loop is not loop:
-            self._sync_soon = loop.call_later(self.event_sync_s, self._start_sync)
-            self._sync_loop = loop
+        due = loop.time() + delay
+        if self._sync_soon is not None and self._sync_loop is loop:
+            if self._sync_due <= due:
+                return
+            self._sync_soon.cancel()
+        self._sync_soon = loop.call_at(due, self._start_sync)
+        self._sync_loop = loop
+        self._sync_due = due
 
     def _start_sync(self) -> None:
         self._sync_soon = None

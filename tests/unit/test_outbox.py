@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sqlite3
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 
 from gatewayd.clock import VirtualClock
 from gatewayd.daemon.outbox import (
+    CHECKPOINT_COMMITS,
+    CHECKPOINT_S,
     SCHEMA_VERSION,
     DropReason,
     MessageKind,
@@ -326,9 +329,10 @@ def test_any_interleaving_keeps_order_and_loses_nothing_but_counted_drops(
 # -- durability settings --------------------------------------------------------------------
 
 
-def _commit_modes(statements: list[str]) -> list[str]:
-    """The synchronous mode each COMMIT ran under, in order."""
-    mode, modes = "", []
+def _commit_modes(statements: list[str], start: str | None = "NORMAL") -> list[str]:
+    """The synchronous mode each COMMIT ran under, in order; ``start``: the mode before the
+    first statement (the outbox sets it only to change it; opening leaves NORMAL)."""
+    mode, modes = start or "", []
     for s in (s.upper() for s in statements):
         if s.startswith("PRAGMA SYNCHRONOUS="):
             mode = s.split("=", 1)[1]
@@ -381,13 +385,13 @@ def test_events_alone_wait_for_sync_and_a_durable_commit_fsyncs_them(tmp_path: P
         box.append(TOPIC, b"e2")
         assert box.unsynced
         assert _commit_modes(statements) == ["NORMAL", "NORMAL"]
-        assert _in_database_file_alone(path, tmp_path) == []
-        # The sync checkpoints the log into the database (fsyncing the log before, the
-        # database after), through a connection of its own: none of the owner's statements.
+        # The sync fsyncs the log with a durable commit on a connection of its own: none of
+        # the owner's statements, and no checkpoint yet (it would cost the next commit an
+        # fsync of the restarted log's header).
         assert box.sync() is True
-        assert not box.unsynced
+        assert not box.unsynced and box.needs_sync
         assert _commit_modes(statements) == ["NORMAL", "NORMAL"]
-        assert _in_database_file_alone(path, tmp_path) == [b"e1", b"e2"]
+        assert _in_database_file_alone(path, tmp_path) == []
         # Nothing new: nothing to do.
         assert box.sync() is False
         # A durable commit fsyncs the events written before it.
@@ -399,7 +403,31 @@ def test_events_alone_wait_for_sync_and_a_durable_commit_fsyncs_them(tmp_path: P
         box.append(TOPIC, b"e4")
         box.begin_job("J-1", START)
         assert not box.unsynced
+        # A checkpoint copies the log into the database (fsyncing the log before, the
+        # database after).
+        assert box.sync(checkpoint=True) is True
+        assert not box.needs_sync
+        assert _in_database_file_alone(path, tmp_path) == [b"e1", b"e2", b"e3", b"result", b"e4"]
         assert [e.payload for e in box.pending()] == [b"e1", b"e2", b"e3", b"result", b"e4"]
+
+
+def test_a_sync_checkpoints_every_so_many_commits_or_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    virtual = clock()
+    with Outbox(path, clock=virtual) as box:
+        box.sync(checkpoint=True)  # what opening it wrote
+        for n in range(CHECKPOINT_COMMITS - 1):
+            box.append(TOPIC, f"e{n}".encode())
+        box.sync()
+        assert box.needs_sync and _in_database_file_alone(path, tmp_path) == []
+        box.append(TOPIC, b"last")
+        assert box.sync() and not box.needs_sync
+        assert len(_in_database_file_alone(path, tmp_path)) == CHECKPOINT_COMMITS
+        box.append(TOPIC, b"later")
+        assert box.sync() and box.needs_sync
+        asyncio.run(virtual.advance(CHECKPOINT_S))
+        assert box.sync() and not box.needs_sync
+        assert _in_database_file_alone(path, tmp_path)[-1] == b"later"
 
 
 def test_sync_from_a_thread_while_the_owner_appends_and_acks(tmp_path: Path) -> None:
@@ -426,8 +454,8 @@ def test_sync_from_a_thread_while_the_owner_appends_and_acks(tmp_path: Path) -> 
             stop.set()
             worker.join(30)
         assert not errors
-        box.sync()
-        assert not box.unsynced
+        box.sync(checkpoint=True)
+        assert not box.unsynced and not box.needs_sync
         assert [e.payload for e in box.pending(1000)] == [f"e{n}".encode() for n in range(100, 300)]
     assert _in_database_file_alone(path, tmp_path) == [f"e{n}".encode() for n in range(100, 300)]
 
