@@ -558,8 +558,8 @@ class Outbox:
         False never), it copies the log into the database instead, with a passive
         checkpoint, which SQLite documents to fsync the log before and the database after;
         the next commit then starts the log again from its beginning. Not on every sync: that
-        restart costs the next commit an fsync of the log's header, on the owner's thread (a
-        quarter to over half a millisecond here, more than the rest of an event's path). A
+        restart costs the next commit an fsync of the log's header, on the owner's thread
+        (about as much as the rest of an idle kit's event path, on the development VM). A
         checkpoint that could not copy the whole log (a reader's older snapshot held part of
         it back) claims nothing, and the fsync is made the other way. ``OutboxError`` when
         the disk refuses.
