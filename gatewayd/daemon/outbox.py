@@ -25,9 +25,9 @@ The store is one SQLite file in WAL mode (each setting's reason is beside it in 
   fsync.
 - ``sync`` is also the only checkpoint (copying the log into the database) while the file is
   open: none runs on the owner's thread, where one of a thousand pages held the event loop
-  for up to 250 ms. The publisher writes nothing while a sync runs, so that it reaches the
-  end of the log and the next commit starts the log again from its beginning; closing the
-  outbox checkpoints what is left.
+  for up to 250 ms. The publisher writes nothing while a checkpoint runs (``checkpoint_due``),
+  so that it reaches the end of the log and the next commit starts the log again from its
+  beginning; closing the outbox checkpoints what is left.
 - ``ack``, ``ack_all`` and ``mark_attempted`` commit with ``synchronous=NORMAL`` too. A lost
   ack resends a message that consumers dedupe by ``event_id``; a lost attempt mark changes
   nothing, because every entry from an earlier run is a replay anyway
@@ -343,6 +343,8 @@ class Outbox:
         self._synchronous: str | None = None
         # ``sync``'s own connection, made on first use; the lock keeps it to one thread.
         self._sync_conn: sqlite3.Connection | None = None
+        # The log's file, for ``sync``'s fsync; opened (after ``_sync_conn``) on first use.
+        self._wal_fd: int | None = None
         self._sync_lock = threading.Lock()
         try:
             self._conn = self._open()
@@ -551,9 +553,10 @@ class Outbox:
         """Fsync every commit made before the call; False when there was nothing to do.
 
         Safe to call from a worker thread while the owner's thread goes on (one ``sync`` at a
-        time): it works through a connection of its own. The fsync is a durable commit of a
-        counter on that connection, which fsyncs the whole log; the owner must not write
-        meanwhile (it would wait for SQLite's write lock). Every ``CHECKPOINT_COMMITS``
+        time): it works through a connection and a descriptor of its own. The fsync is of
+        the log's file itself, which takes no lock of SQLite's, so the owner may go on
+        committing (without a log file, a durable commit of a counter on that connection:
+        the owner must not write meanwhile). Every ``CHECKPOINT_COMMITS``
         commits, or ``CHECKPOINT_S`` after the last checkpoint (``checkpoint``: True to force,
         False never), it copies the log into the database instead, with a passive
         checkpoint, which SQLite documents to fsync the log before and the database after;
@@ -567,10 +570,7 @@ class Outbox:
         mark = self._commits
         now = self._clock.monotonic()
         if checkpoint is None:
-            checkpoint = mark > self._checkpointed and (
-                mark - self._checkpointed >= CHECKPOINT_COMMITS
-                or now - self._last_checkpoint >= CHECKPOINT_S
-            )
+            checkpoint = self.checkpoint_due()
         if mark <= self._fsynced and not checkpoint:
             return False
         with self._sync_lock:
@@ -590,6 +590,9 @@ class Outbox:
                         return True
                 if mark <= self._fsynced:
                     return False
+                if self._fsync_log():
+                    self._fsynced = max(self._fsynced, mark)
+                    return True
                 # A commit under synchronous=FULL fsyncs the log up to its end, so it needs a
                 # frame of its own: a counter that changes (SQLite skips writing a row
                 # rewritten as it was).
@@ -607,6 +610,36 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise self._error("cannot sync", exc) from None
         self._fsynced = max(self._fsynced, mark)
+        return True
+
+    def checkpoint_due(self) -> bool:
+        """The next ``sync`` checkpoints (see ``sync``): the owner must not write meanwhile."""
+        return self._commits > self._checkpointed and (
+            self._commits - self._checkpointed >= CHECKPOINT_COMMITS
+            or self._clock.monotonic() - self._last_checkpoint >= CHECKPOINT_S
+        )
+
+    def _fsync_log(self) -> bool:
+        """Fsync the write-ahead log's file directly; False when there is none to fsync.
+
+        An fsync writes out every page of the file, whichever descriptor wrote it, and needs
+        no lock of SQLite's, so the owner may go on committing meanwhile. The log keeps its
+        file (and so its descriptor stays good) while any connection is open: ``sync``'s own
+        connection is, for as long as this descriptor lives.
+        """
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(
+                    self.path.with_name(self.path.name + "-wal"), os.O_RDONLY | os.O_CLOEXEC
+                )
+            except FileNotFoundError:
+                return False  # no log (WAL unavailable): the durable commit does it
+            except OSError as exc:
+                raise sqlite3.OperationalError(f"cannot open the log: {exc}") from None
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"cannot fsync the log: {exc}") from None
         return True
 
     def _open_sync_connection(self) -> sqlite3.Connection:
@@ -845,6 +878,9 @@ class Outbox:
 
     def close(self) -> None:
         with self._sync_lock:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
             if self._sync_conn is not None:
                 self._sync_conn.close()
                 self._sync_conn = None

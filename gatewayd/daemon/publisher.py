@@ -216,6 +216,8 @@ class Publisher:
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_due = 0.0
         self._syncing: asyncio.Task[None] | None = None
+        # A sync is checkpointing: commits and removals wait for it (``_sync_in_thread``).
+        self._holding = False
         # Set by a commit while the pump waits for its window's head (``_head_or_more``).
         self._more: asyncio.Future[None] | None = None
         self._held: deque[_Held] = deque()
@@ -303,8 +305,8 @@ class Publisher:
             # No loop to defer to (a tool, a test): store now.
             self.commit()
             return
-        if self._syncing is not None:
-            return  # committed when the sync ends (see _sync_in_thread)
+        if self._holding:
+            return  # committed when the checkpoint ends (see _sync_in_thread)
         # (A commit scheduled on a loop that has since ended would never run: schedule again.)
         if self._commit_soon is None or self._commit_loop is not loop:
             self._commit_soon = loop.call_soon(self.commit)
@@ -398,26 +400,31 @@ class Publisher:
 
     async def _sync_in_thread(self) -> None:
         # In a worker thread: an fsync may take tens of milliseconds on an SD card, and the
-        # loop goes on reading ports and publishing meanwhile. It writes nothing meanwhile:
-        # emitted messages wait in memory (``_queue``) and acknowledged ones stay listed in
-        # ``_unremoved`` (``_remove``), so the checkpoint reaches the end of the log, and the
-        # next commit starts the log again from its beginning. A log written to during every
-        # checkpoint is never started again: it grew by 16 MB a second at 1,024 hubs.
+        # loop goes on reading ports and publishing meanwhile. When the sync checkpoints, the
+        # loop writes nothing meanwhile: emitted messages wait in memory (``_queue``) and
+        # acknowledged ones stay listed in ``_unremoved`` (``_remove``), so the checkpoint
+        # reaches the end of the log, and the next commit starts the log again from its
+        # beginning. A log written to during every checkpoint is never started again: it grew
+        # by 16 MB a second at 1,024 hubs. An fsync alone needs no such hold.
+        checkpoint = self.outbox.checkpoint_due()
+        self._holding = checkpoint
         try:
-            await asyncio.to_thread(self.sync)
+            await asyncio.to_thread(self.sync, checkpoint)
         finally:
             self._syncing = None
-            self.commit()
-            if self._unremoved:
-                self._wake.set()
+            if self._holding:
+                self._holding = False
+                self.commit()
+                if self._unremoved:
+                    self._wake.set()
         # What a sync that could not finish left gets the next one.
         self._schedule_sync()
 
-    def sync(self) -> None:
+    def sync(self, checkpoint: bool | None = None) -> None:
         """Fsync the events written without one (``Outbox.sync``); a disk that refuses is
         tried again after ``event_sync_s``."""
         try:
-            self.outbox.sync()
+            self.outbox.sync(checkpoint=checkpoint)
         except OutboxError as exc:
             self._writes.failed(exc, "events written but not fsynced, trying again")
 
@@ -558,8 +565,9 @@ class Publisher:
         remember them (not to be sent again) when the disk refuses."""
         if not entries:
             return
-        if self._syncing is not None:
-            # Removed when the sync ends (see _sync_in_thread); never published again meanwhile.
+        if self._holding:
+            # Removed when the checkpoint ends (see _sync_in_thread); never published again
+            # meanwhile.
             self._unremoved.update((e.id, e) for e in entries)
             self._attempted.difference_update(e.id for e in entries)
             return

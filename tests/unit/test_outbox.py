@@ -411,6 +411,23 @@ def test_events_alone_wait_for_sync_and_a_durable_commit_fsyncs_them(tmp_path: P
         assert [e.payload for e in box.pending()] == [b"e1", b"e2", b"e3", b"result", b"e4"]
 
 
+def test_a_sync_fsyncs_the_log_without_a_transaction_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock()) as box:
+        box.append(TOPIC, b"e1")
+        box.sync(checkpoint=True)  # the sync's connection and descriptor now exist
+        box.append(TOPIC, b"e2")
+        holder = box._sync_conn
+        assert holder is not None
+        # Another connection holds SQLite's write lock: an fsync of the log needs none.
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert box.sync(checkpoint=False) is True
+        finally:
+            holder.execute("ROLLBACK")
+        assert not box.unsynced
+
+
 def test_a_sync_checkpoints_every_so_many_commits_or_seconds(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     virtual = clock()
@@ -470,7 +487,7 @@ def test_sync_of_an_unwritable_file_is_an_outbox_error(tmp_path: Path) -> None:
         broken.close()
         box._sync_conn = broken
         with pytest.raises(OutboxError, match="cannot sync"):
-            box.sync()
+            box.sync(checkpoint=True)
         box._sync_conn = None
         assert box.unsynced and box.sync()
 

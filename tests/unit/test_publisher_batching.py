@@ -181,8 +181,8 @@ def counting_syncs(box: Outbox) -> list[bool]:
     calls: list[bool] = []
     real = box.sync
 
-    def sync() -> bool:
-        done = real()
+    def sync(*, checkpoint: bool | None = None) -> bool:
+        done = real(checkpoint=checkpoint)
         calls.append(done)
         return done
 
