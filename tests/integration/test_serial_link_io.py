@@ -24,12 +24,13 @@ from gatewayd.daemon.fd_limit import PER_HUB
 from gatewayd_drivers.backoff import BackoffSettings
 from gatewayd_drivers.commshub.client import HubClient
 from gatewayd_drivers.commshub.messages import Cmd
-from gatewayd_drivers.iec62056.reader import ReaderTimings, ReadOptions, read_meter
+from gatewayd_drivers.iec62056.reader import ReadOptions, read_meter
 from gatewayd_drivers.serial_link import LinkState, SerialLink
 from gatewayd_sim.optical.meter import OpticalMeterSim
 from gatewayd_sim.optical.profile import load_meter, shipped_meter
 from gatewayd_sim.pty import PtyPort
 from tests.integration.scripted_hub import ScriptedHub
+from tests.integration.test_optical_reader import FAST as FAST_READ
 from tests.waiting import wait_until
 
 FAST_BACKOFF = BackoffSettings(first_s=0.02, max_s=0.1)
@@ -197,16 +198,6 @@ async def test_no_select_on_the_link_moving_bytes_both_ways(
         await link.stop()
         device.close()
     assert select_calls == []
-
-
-FAST_READ = ReaderTimings(
-    identification_s=1.5,
-    readout_first_byte_s=1.5,
-    inter_char_s=0.5,
-    retry_pause_s=0.3,
-    wakeup_s=0.2,
-    wakeup_pause_s=0.1,
-)
 
 
 async def _read_a_meter(tmp_path: Path) -> None:

@@ -481,8 +481,7 @@ def test_sync_of_an_unwritable_file_is_an_outbox_error(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with Outbox(path, clock=clock()) as box:
         box.append(TOPIC, b"e1")
-        # The sync's connection cannot be opened on a file that is gone with its directory.
-        box._sync_conn = None
+        # A sync connection that fails (here: closed) is an OutboxError, not sqlite3's own.
         broken = sqlite3.connect(":memory:")
         broken.close()
         box._sync_conn = broken

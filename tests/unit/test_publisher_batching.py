@@ -108,12 +108,19 @@ class FakeBroker(MqttLink):
             self.in_flight -= 1
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[tuple[Outbox, FakeBroker, Publisher]]:
+def make_rig(tmp_path: Path, **publisher: Any) -> tuple[Outbox, FakeBroker, Publisher]:
+    """A real outbox, a fake broker and a publisher between them (``publisher``: its
+    settings); the caller closes the outbox."""
     box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
     broker = FakeBroker(tmp_path)
+    return box, broker, Publisher(box, broker, SystemClock(), **publisher)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[Outbox, FakeBroker, Publisher]]:
+    box, broker, pub = make_rig(tmp_path, window=5)
     try:
-        yield box, broker, Publisher(box, broker, SystemClock(), window=5)
+        yield box, broker, pub
     finally:
         box.close()
 
@@ -193,13 +200,9 @@ def counting_syncs(box: Outbox) -> list[bool]:
 async def test_events_are_fsynced_within_event_sync_s_in_a_thread_and_published_before(
     tmp_path: Path,
 ) -> None:
-    box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
-    broker = FakeBroker(tmp_path)
-    pub = Publisher(box, broker, SystemClock(), window=5, event_sync_s=0.2)
+    box, broker, pub = make_rig(tmp_path, window=5, event_sync_s=0.2)
     statements = trace(box)
     syncs = counting_syncs(box)
-    threads: list[str] = []
-    broker.on_issue = lambda *_: threads.append(threading.current_thread().name)
     pub.start()
     try:
         for turn in range(5):
@@ -219,10 +222,8 @@ async def test_events_are_fsynced_within_event_sync_s_in_a_thread_and_published_
 
 
 async def test_stop_fsyncs_what_was_written(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "outbox.db", clock=SystemClock())
-    broker = FakeBroker(tmp_path)
+    box, broker, pub = make_rig(tmp_path, event_sync_s=3600)
     broker.up = False
-    pub = Publisher(box, broker, SystemClock(), event_sync_s=3600)
     syncs = counting_syncs(box)
     pub.emit(TOPICS[0], event(1))
     await wait_until(lambda: pub.queued() == 0)
