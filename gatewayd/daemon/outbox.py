@@ -328,6 +328,7 @@ class Outbox:
         #: Where a corrupt file found at open was moved to, or None.
         self.recovered_from: Path | None = None
         self._depth = 0
+        self._inserted = 0
         self._bytes = 0
         self._dropped = dict.fromkeys(DropReason, 0)
         self._last_id_at_open = 0
@@ -685,6 +686,7 @@ class Outbox:
         assert new_id is not None
         self._depth += 1
         self._bytes += size
+        self._inserted += 1
         return OutboxEntry(
             id=new_id,
             topic=topic,
@@ -854,6 +856,11 @@ class Outbox:
         """Entries waiting for an acknowledgement."""
         return self._depth
 
+    @property
+    def inserted(self) -> int:
+        """Entries this object stored since it was opened (whatever became of them)."""
+        return self._inserted
+
     def bytes(self) -> int:
         """Their size as counted against ``max_bytes`` (topic plus payload)."""
         return self._bytes
@@ -911,7 +918,7 @@ class Outbox:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._error(f"cannot {doing}", exc) from None
-        saved = (self._depth, self._bytes, dict(self._dropped))
+        saved = (self._depth, self._bytes, dict(self._dropped), self._inserted)
         try:
             yield
             conn.execute("COMMIT")
@@ -920,7 +927,7 @@ class Outbox:
                 self._fsynced = self._commits
         except BaseException as exc:
             # The in-memory gauges follow the database: undo them with the transaction.
-            self._depth, self._bytes, self._dropped = saved
+            self._depth, self._bytes, self._dropped, self._inserted = saved
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):

@@ -4,14 +4,18 @@ Publications side of the flow. ``emit`` stamps an event's envelope (session, per
 event id, time) and queues it; ``emit_result`` queues a job's result with the events that go
 with it. What was queued during one turn of the event loop is written to the outbox at the
 start of the next, in one transaction (group commit, ``commit``), and only then can the pump
-see it: nothing is published before it is written. A commit that carries a result is fsynced
-before anyone is told of it; a commit of events alone is fsynced by ``Outbox.sync`` within
-``event_sync_s`` (half a second), so events reach the broker without waiting for the disk.
-The pump publishes oldest first with up to ``window`` messages awaiting their PUBACK at once,
-and removes the acknowledged ones from the outbox in batches. While the broker is unreachable
-messages wait on disk, across restarts too; anything published late or again is marked
-``replayed``. Presence, info and availability never go through here: their current value is
-published on every connect instead.
+see it: nothing is published before it is written. When the pump is waiting, it makes that
+commit itself and publishes what it stored straight from memory; it reads the outbox back
+only when something else changed it (a bound dropped entries, a drain ended early).
+
+A commit that carries a result is fsynced before anyone is told of it; a commit of events
+alone is fsynced by ``Outbox.sync`` within ``event_sync_s`` (half a second), so events reach
+the broker without waiting for the disk. The pump publishes oldest first with up to
+``window`` messages awaiting their PUBACK at once, and removes the acknowledged ones from the
+outbox in batches. While the broker is unreachable messages wait on disk, across restarts
+too; anything published late or again is marked ``replayed``. Presence, info and
+availability never go through here: their current value is published on every connect
+instead.
 
 Why events are not fsynced before they are published: an fsync costs 0.5 to 3 ms here (an SD
 card's, several to tens), on the loop, for each commit. One per commit doubled an event's
@@ -220,6 +224,19 @@ class Publisher:
         self._holding = False
         # Set by a commit while the pump waits for its window's head (``_head_or_more``).
         self._more: asyncio.Future[None] | None = None
+        # The pump waits where it commits as soon as it wakes: ``_queue`` wakes it rather
+        # than scheduling a commit of its own, which would cost an event a loop turn.
+        self._pump_commits = False
+        # The pump's read cursor, kept from one drain to the next while every entry up to
+        # it was acknowledged: each entry with an id up to ``_after`` was read. ``_read_dry_at``
+        # is the commit count when a read last found nothing after it (None: unknown), and
+        # ``_fresh`` what every commit since stored, in id order: the pump takes it from
+        # memory instead of reading it back.
+        self._after = 0
+        self._read_dry_at: int | None = None
+        self._fresh: list[Publishable] = []
+        # ``outbox.inserted`` at that read: an entry stored by anyone else since shows.
+        self._dry_inserted = 0
         self._held: deque[_Held] = deque()
         # Outbox ids the broker acknowledged but that could not be removed from disk.
         self._unremoved: dict[int, Publishable] = {}
@@ -307,6 +324,10 @@ class Publisher:
             return
         if self._holding:
             return  # committed when the checkpoint ends (see _sync_in_thread)
+        if self._pump_commits:
+            # The pump commits at its next step and publishes at once.
+            self._wake_pump()
+            return
         # (A commit scheduled on a loop that has since ended would never run: schedule again.)
         if self._commit_soon is None or self._commit_loop is not loop:
             self._commit_soon = loop.call_soon(self.commit)
@@ -339,19 +360,41 @@ class Publisher:
                 self._wake.set()
                 return
             else:
-                self._wake.set()
-                if self._more is not None and not self._more.done():
-                    self._more.set_result(None)
+                self._wake_pump()
                 return
         self._held.extend(batch)
         self._bound_memory()
         self._wake.set()
 
+    def _wake_pump(self) -> None:
+        self._wake.set()
+        if self._more is not None and not self._more.done():
+            self._more.set_result(None)
+
     def _store(self, batch: Sequence[_Held]) -> None:
         """Write ``batch`` to the outbox in one transaction; ``OutboxError`` if the disk
         refuses. Then tell each settled job's caller, its result being on disk."""
-        stored = self.outbox.append_groups([Group(h.messages, h.settles) for h in batch])
+        outbox = self.outbox
+        depth = outbox.depth()
+        foreign = outbox.inserted != self._dry_inserted + len(self._fresh)
+        stored = outbox.append_groups([Group(h.messages, h.settles) for h in batch])
         self.commits += 1
+        if (
+            self._read_dry_at is not None
+            and not foreign
+            and outbox.depth() == depth + sum(len(entries) for entries in stored)
+        ):
+            # Nothing was dropped (by a bound) in this transaction, and nobody else stored
+            # anything since the pump's last read: what it would read back is exactly what
+            # memory holds, the entries of every commit since.
+            self._fresh.extend(
+                Publishable(e.id, e.topic, e.payload, e.qos, e.retain, False, e.size)
+                for entries in stored
+                for e in entries
+            )
+        else:
+            self._read_dry_at = None  # the pump reads the outbox again, from its cursor
+            self._fresh.clear()
         self._writes.recovered()
         self._schedule_sync()
         for held, entries in zip(batch, stored, strict=True):
@@ -540,17 +583,34 @@ class Publisher:
             return False
         return True
 
+    def _forget_cursor(self) -> None:
+        """The next drain reads from the oldest entry again."""
+        self._after = 0
+        self._read_dry_at = None
+        self._fresh.clear()
+
+    def _commit_now(self) -> None:
+        """The pump's own commit on waking (see ``_pump_commits``), unless a checkpoint
+        holds the writes."""
+        if not self._holding:
+            self.commit()
+
     async def _pump(self) -> None:
         retry = self._retry.start()
         while True:
-            if self._held or self._unremoved or self._reads.active:
-                # The disk refused something: try it again at the latest after the backoff.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(retry.next_delay()):
-                        await self._wake.wait()
-            else:
-                retry.reset()
-                await self._wake.wait()
+            self._pump_commits = True
+            try:
+                if self._held or self._unremoved or self._reads.active:
+                    # The disk refused something: try it again at the latest after the backoff.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(retry.next_delay()):
+                            await self._wake.wait()
+                else:
+                    retry.reset()
+                    await self._wake.wait()
+            finally:
+                self._pump_commits = False
+            self._commit_now()
             self._wake.clear()
             self._store_held()
             self._remove_published()
@@ -606,10 +666,7 @@ class Publisher:
         in_flight: deque[_InFlight] = deque()
         ready: deque[Publishable] = deque()
         acknowledged: list[Publishable] = []
-        after = 0
-        # The commit count at the last read that found nothing more: a commit since may have
-        # added entries behind ``after``.
-        read_dry_at: int | None = None
+        clean = False
         # One timer for the whole window, not one per publish (each would cost as much as a
         # PUBACK's handling): it fires at the oldest publish's deadline, or moves to the new
         # oldest's when that one was acknowledged meanwhile.
@@ -638,32 +695,47 @@ class Publisher:
                 # broker receives the messages in id order.
                 while len(in_flight) < window and self.link.connected:
                     if not ready:
-                        if read_dry_at == self.commits:
+                        if self._read_dry_at == self.commits:
                             break
+                        if self._read_dry_at is not None:
+                            # Every commit since the last read is in memory: no read back.
+                            self._read_dry_at = self.commits
+                            self._dry_inserted += len(self._fresh)
+                            if not self._fresh:
+                                break  # those commits only marked jobs settled
+                            ready.extend(self._fresh)
+                            self._after = self._fresh[-1].id
+                            self._fresh.clear()
+                            continue
+                        after = self._after
                         entries = self._read(after)
                         if not entries:
-                            read_dry_at = self.commits
-                            if after == 0 and entries is not None:
-                                self._attempted.clear()  # nothing is left to resend
+                            if entries is not None:
+                                self._read_dry_at = self.commits
+                                self._dry_inserted = self.outbox.inserted
+                                if after == 0:
+                                    self._attempted.clear()  # nothing is left to resend
                             break
                         if after == 0:
                             # Ids below the oldest pending one are gone (bounds dropped them).
                             first = entries[0].id
                             self._attempted = {i for i in self._attempted if i >= first}
-                        after = entries[-1].id
+                        self._after = entries[-1].id
                         ready.extend(e for e in entries if e.id not in self._unremoved)
                         continue
                     in_flight.append(self._issue(ready.popleft(), loop.time()))
                     if watchdog is None:
                         watchdog = loop.call_at(in_flight[0].issued_at + timeout_s, overdue)
                 if not in_flight:
+                    # Everything read was acknowledged: the next drain goes on from here.
+                    clean = self.link.connected and not ready
                     return self.link.connected
                 head = in_flight[0]
                 if not head.task.done():
                     if (
                         self.link.connected
                         and len(in_flight) < window
-                        and (ready or read_dry_at != self.commits)
+                        and (ready or self._read_dry_at != self.commits)
                     ):
                         continue  # more to publish (committed meanwhile): into the window
                     await self._head_or_more(head)
@@ -691,6 +763,9 @@ class Publisher:
             for abandoned in in_flight:
                 abandoned.abandon()
             self._remove(acknowledged)
+            if not clean:
+                # Something read was not acknowledged (or not published): from the oldest.
+                self._forget_cursor()
 
     async def _head_or_more(self, head: _InFlight) -> None:
         """Wait until the head's publish is done or a commit stored more to publish.
@@ -709,11 +784,14 @@ class Publisher:
 
         self._more = more
         head.task.add_done_callback(done)
+        self._pump_commits = True
         try:
             await more
         finally:
+            self._pump_commits = False
             head.task.remove_done_callback(done)
             self._more = None
+        self._commit_now()
 
     def _issue(self, entry: Publishable, now: float) -> _InFlight:
         """Start publishing ``entry`` (its PUBLISH goes out at the task's first step)."""

@@ -26,7 +26,7 @@ from gatewayd.clock import SystemClock
 from gatewayd.config.mqtt import MqttConfig
 from gatewayd.contract import StampFields
 from gatewayd.daemon.mqtt_link import MqttLink, MqttUnavailable, SessionCounter
-from gatewayd.daemon.outbox import Outbox
+from gatewayd.daemon.outbox import NewMessage, Outbox
 from gatewayd.daemon.publisher import Publisher
 from tests.unit.test_outbox_batches import commits, durable_commits
 from tests.waiting import wait_until
@@ -296,6 +296,101 @@ async def test_about_one_sqlite_statement_per_event_from_emit_to_removal(
     # Before: an append (5), an attempt mark (4) and an ack (5) per event, about 15 in all.
     assert stored_with <= 100 * 1.1
     assert len(statements) <= 100 * 1.5, [s[:40] for s in statements[stored_with:]]
+
+
+async def test_an_event_emitted_while_the_pump_waits_goes_out_two_loop_turns_later(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    # The pump commits on waking and publishes what it stored at once. Before, a commit of
+    # its own one turn after the emit woke the pump one turn later still: three turns.
+    box, broker, pub = rig
+    pub.start()
+    try:
+        for n in range(3):
+            await wait_until(lambda: box.depth() == 0 and broker.in_flight == 0)
+            for _ in range(5):  # the pump settles back into its wait
+                await asyncio.sleep(0)
+            issued = len(broker.issued)
+            pub.emit(TOPICS[0], event(n))
+            turns = 0
+            while len(broker.issued) == issued and turns < 10:
+                await asyncio.sleep(0)
+                turns += 1
+            assert turns == 2, f"event {n} went out {turns} loop turns after its emit"
+    finally:
+        await pub.stop()
+
+
+async def test_what_the_pump_stored_is_published_from_memory_without_reading_it_back(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    statements = trace(box)
+    pub.start()
+    try:
+        pub.emit(TOPICS[0], event(0))
+        await wait_until(lambda: len(broker.acked) == 1 and box.depth() == 0)
+        statements.clear()
+        for n in range(1, 11):
+            pub.emit(TOPICS[n % 4], event(n))
+            await wait_until(partial(lambda k: len(broker.acked) == k, n + 1))
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+    assert [b["n"] for b in broker.acked] == list(range(11))
+    reads = [s for s in statements if s.startswith("SELECT id, topic")]
+    # Before: two reads per event (its own, and one that found nothing more).
+    assert reads == []
+
+
+async def test_an_entry_a_bound_dropped_before_its_turn_is_never_published(
+    tmp_path: Path,
+) -> None:
+    # Taking commits from memory must not outlive what the outbox still holds: an event
+    # dropped by a later commit's space bound is not published, as a read would not find it.
+    box, broker, pub = make_rig(tmp_path, window=2)
+    box.max_messages = 3
+    broker.acking.clear()
+    pub.start()
+    try:
+        for n in range(2):
+            pub.emit(TOPICS[n], event(n))
+            await wait_until(partial(lambda k: len(broker.issued) == k, n + 1))
+        # The window is full: 2 to 5 wait, and each commit from 3 on drops the oldest.
+        for n in range(2, 6):
+            pub.emit(TOPICS[n % 4], event(n))
+            await wait_until(lambda: pub.queued() == 0)
+        kept = [json.loads(e.payload)["n"] for e in box.pending(10)]
+        broker.acking.set()
+        await wait_until(lambda: box.depth() == 0)
+    finally:
+        await pub.stop()
+        box.close()
+    assert kept == [3, 4, 5]
+    assert [b["n"] for b in broker.issued] == [0, 1, 3, 4, 5]
+
+
+async def test_an_entry_stored_by_another_hand_is_published_in_its_place(
+    rig: tuple[Outbox, FakeBroker, Publisher],
+) -> None:
+    box, broker, pub = rig
+    pub.start()
+    try:
+        pub.emit(TOPICS[0], event(0))
+        await wait_until(lambda: box.depth() == 0 and len(broker.acked) == 1)
+        box.append_all(
+            [
+                NewMessage(
+                    TOPICS[1],
+                    json.dumps({"n": 1, "session": 0, "seq": 0, "replayed": False}).encode(),
+                )
+            ]
+        )
+        pub.emit(TOPICS[2], event(2))
+        await wait_until(lambda: box.depth() == 0 and len(broker.acked) == 3)
+    finally:
+        await pub.stop()
+    assert [b["n"] for b in broker.acked] == [0, 1, 2]
 
 
 async def test_a_stop_stores_what_was_emitted_just_before(
