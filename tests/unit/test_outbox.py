@@ -650,3 +650,44 @@ def test_an_empty_file_beside_a_non_empty_wal_is_damage_not_a_fresh_start(
         r.levelno == logging.ERROR and "corrupt" in r.getMessage() and "empty" in r.getMessage()
         for r in caplog.records
     )
+
+
+def _log_pages(path: Path) -> int:
+    """Pages the log holds now; the log starts again at the next write."""
+    conn = sqlite3.connect(path)
+    try:
+        busy, log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+    assert busy == 0 and copied == log_pages
+    return int(log_pages)
+
+
+def test_an_event_costs_the_log_five_pages_from_append_to_removal(tmp_path: Path) -> None:
+    # Every page a commit changes goes to the log again, and the log is what each sync
+    # fsyncs and each checkpoint copies. The drop order's index cost two of seven.
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock()) as box:
+        box.ack_all(box.append_all([NewMessage(TOPIC, b"warm-up")]))
+        _log_pages(path)
+        for n in range(10):
+            box.ack_all(box.append_all([NewMessage(TOPIC, f"e{n}".encode())]))
+        assert _log_pages(path) <= 10 * 5
+
+
+def test_a_file_from_before_loses_the_drop_order_index(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock()) as box:
+        box.append(TOPIC, b"e1")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE INDEX messages_drop_order ON messages (precedence, id)")
+    conn.commit()
+    conn.close()
+    with Outbox(path, clock=clock()) as box:
+        assert payloads(box) == [b"e1"]
+    conn = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+    finally:
+        conn.close()
+    assert "messages_drop_order" not in names
