@@ -46,6 +46,7 @@ class FramedClient(Generic[D]):
         name: str | None = None,
         settings: SerialSettings | None = None,
         backoff: BackoffSettings | None = None,
+        fail_fast_when_busy: bool = False,
     ) -> None:
         self.name = name or port
         self._decoder = decoder
@@ -56,6 +57,7 @@ class FramedClient(Generic[D]):
             on_state=self._on_link_state,
             settings=settings,
             backoff=backoff,
+            fail_fast_when_busy=fail_fast_when_busy,
         )
         self._ever_connected = False
 
@@ -76,7 +78,8 @@ class FramedClient(Generic[D]):
         await self._link.start()
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
-        """Wait until the port is open; False when ``timeout_s`` passed first."""
+        """Wait until the port is open; False when ``timeout_s`` passed first, or, made
+        ``fail_fast_when_busy``, as soon as another process is found holding the port."""
         return await self._link.wait_connected(timeout_s)
 
     async def stop(self) -> None:

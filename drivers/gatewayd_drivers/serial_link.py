@@ -7,6 +7,12 @@ chunk it reads to a callback, and when the port vanishes (EOF, EIO, ENODEV, the
 path disappearing, or any other error reading it) reports *disconnected*, then
 reopens the same path with capped exponential backoff and reports *connected*
 again. It never busy-loops and never dies on an unplug.
+
+Every port is opened exclusively: an advisory lock (``flock``) on its descriptor, which
+closing it releases. A second opener of the same port, in this process or another, gets
+``PortBusy`` naming the port and, where the kernel lists it, the holder's PID; the link
+counts and logs that as a failed open and keeps retrying with its backoff (the holder may
+go away); a link made ``fail_fast_when_busy`` also ends its callers' wait at once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
+import fcntl
 import logging
 import os
 import random
@@ -31,6 +39,10 @@ _log = logging.getLogger(__name__)
 P = TypeVar("P", bound=OpenPort)
 
 
+# How long ``stop`` waits for queued bytes to leave and the port to close.
+_CLOSE_WAIT_S = 5.0
+
+
 class LinkState(enum.Enum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
@@ -38,6 +50,22 @@ class LinkState(enum.Enum):
 
 class LinkDown(ConnectionError):
     """A write was attempted while the port is not open."""
+
+
+class PortBusy(OSError):
+    """The port is already open in another process (or another link) that holds its lock.
+
+    ``holder`` says who, e.g. ``"pid 4242, gatewayd"``, when the kernel lists the lock.
+    """
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        self.path = path
+        self.holder = holder
+        who = f" ({holder})" if holder else ""
+        super().__init__(errno.EBUSY, f"{path} is already open in another process{who}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +107,7 @@ class SerialLink:
         backoff: BackoffSettings | None = None,
         rng: random.Random | None = None,
         name: str | None = None,
+        fail_fast_when_busy: bool = False,
     ) -> None:
         self.path = path
         self.name = name or path
@@ -94,7 +123,11 @@ class SerialLink:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         self._ever_connected = False
+        self._fail_fast_when_busy = fail_fast_when_busy
+        self._attempted = asyncio.Event()
         self.last_error: str | None = None
+        # Set while the last open attempt found the port held by someone else.
+        self.busy: PortBusy | None = None
 
     @property
     def connected(self) -> bool:
@@ -107,26 +140,48 @@ class SerialLink:
             self._runner = asyncio.create_task(self._run(), name=f"serial-link {self.name}")
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
-        """Wait until the port is open; False when ``timeout_s`` passed first."""
+        """Wait until the port is open; False when ``timeout_s`` passed first.
+
+        With ``fail_fast_when_busy``, also False as soon as an open attempt finds the port
+        held by another process (``busy`` says by whom): a command line tool beside a running
+        daemon says so at once instead of waiting out its timeout.
+        """
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
         # cancellation that arrives as the wait completes, and a job stopped by a
         # DCC notice must really stop.
         try:
             async with asyncio.timeout(timeout_s):
-                await self._connected_event.wait()
+                if not self._fail_fast_when_busy:
+                    await self._connected_event.wait()
+                    return True
+                while not self._connected_event.is_set():
+                    if self.busy is not None:
+                        return False
+                    self._attempted.clear()
+                    await self._attempted.wait()
         except TimeoutError:
             return False
         return True
 
     async def stop(self) -> None:
-        """Close the port and stop reopening it."""
+        """Close the port and stop reopening it; once it returns, the port is free for others.
+
+        Bytes still queued get ``_CLOSE_WAIT_S`` to leave; a port that takes none is left to
+        close in the background, as before.
+        """
         self._stopping = True
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        self._close_port()
+        port = self._close_port()
+        if port is not None:
+            # The lock goes with the descriptor: a `gatewayd probe` run right after the
+            # daemon stopped, or the next link in a test, must find the port free.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_WAIT_S):
+                    await port.wait_closed()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the port; raises ``LinkDown`` when it is not open."""
@@ -145,11 +200,15 @@ class SerialLink:
                 await self._open()
             except Exception as exc:
                 # Whatever the failure (an OSError, serialx's SerialException, a setting the
-                # port refuses), it is a failed open: counted, logged once, tried again later.
+                # port refuses, another process holding the port), it is a failed open:
+                # counted, logged once, tried again later.
                 self.counters.errors += 1
-                self._note_error(f"cannot open {self.path}: {exc}")
+                self.busy = exc if isinstance(exc, PortBusy) else None
+                self._note_error(str(exc) if self.busy else f"cannot open {self.path}: {exc}")
+                self._attempted.set()
                 await asyncio.sleep(delays.next_delay())
                 continue
+            self._attempted.set()
             delays.reset()
             await self._lost.wait()
             if self._stopping:
@@ -179,6 +238,7 @@ class SerialLink:
         self.counters.connected = True
         self._connected_event.set()
         self.last_error = None
+        self.busy = None
         _log.info("serial port connected link=%s", self.name)
         self._notify(LinkState.CONNECTED)
 
@@ -201,7 +261,7 @@ class SerialLink:
         self._lost.set()
         self._notify(LinkState.DISCONNECTED)
 
-    def _close_port(self) -> None:
+    def _close_port(self) -> PortIO | None:
         port = self._port
         # The port reports its end later; report the state now.
         if port is not None:
@@ -210,11 +270,13 @@ class SerialLink:
             self.counters.connected = False
             self._connected_event.clear()
             self._notify(LinkState.DISCONNECTED)
+        return port
 
     def _note_error(self, message: str) -> None:
         # Log a failing port once per outage, not once per reopen attempt.
         if message != self.last_error:
-            _log.warning("serial port problem link=%s error=%r", self.name, message)
+            what = "held by another process" if self.busy is not None else "problem"
+            _log.warning("serial port %s link=%s error=%r", what, self.name, message)
         self.last_error = message
 
     def _notify(self, state: LinkState) -> None:
@@ -255,7 +317,7 @@ _OPEN_FLAGS = os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK
 
 
 def open_unconfigured(path: str) -> LinuxSerial:
-    """Open ``path``: one descriptor, handed to serialx's port class, not yet configured.
+    """Open and lock ``path``: one descriptor, handed to serialx's port class, not yet configured.
 
     serialx's own ``open()`` would sleep 10 ms between opening and configuring (a
     workaround for some drivers' input flush). pyserial, used before, never waited, and the
@@ -263,15 +325,73 @@ def open_unconfigured(path: str) -> LinuxSerial:
     after the kit's birth on MQTT (every hub's availability briefly offline at each start)
     and hold a worker thread 10 ms per port (10 s for 1,024 hubs). So the descriptor is
     opened here as serialx's asyncio transport opens it, and serialx configures it.
+
+    The port is exclusive: raises ``PortBusy`` when another process (or another link of
+    this one) has it open, before anything is configured, so the holder's line is left as
+    it is.
     """
     fd = os.open(path, _OPEN_FLAGS)
     try:
-        # No flock (serialx's ``exclusive``): pyserial, used before, took none, and a second
-        # opener (a `gatewayd probe` beside the daemon) must meet the same port as before.
-        return LinuxSerial(path, fileno=fd, exclusive=False)
+        _lock(fd, path)
+        # Locked here already, so serialx's ``exclusive`` only records it.
+        return LinuxSerial(path, fileno=fd, exclusive=True)
     except BaseException:
         os.close(fd)
         raise
+
+
+def _lock(fd: int, path: str) -> None:
+    """Take the port's advisory lock, as serialx's and pyserial's ``exclusive=True`` do.
+
+    The same ``flock``, so a port opened exclusively by either of them is busy for us too
+    and the other way round (serialx's own is private, and reached only through its
+    ``open()``, which waits). Two ports that are each other's symlink lock the same device.
+    Closing the descriptor releases the lock; no stale lock outlives a crash. Not TIOCEXCL:
+    it does not stop root, and it stays on the tty until every descriptor of it is closed,
+    so when another holder (a pty's simulator) kept one, a non-root daemon could not
+    reopen its own port.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise PortBusy(path, _lock_holder(fd)) from None
+
+
+_PROC_LOCKS = "/proc/locks"
+
+
+def _lock_holder(fd: int) -> str | None:
+    """Who holds the ``flock`` on ``fd``'s device: ``"pid N, name"``, or None if not listed.
+
+    A best effort for the message: the PID is the one the kernel lists for the lock (0 or
+    missing in another PID namespace, then left out).
+    """
+    try:
+        st = os.fstat(fd)
+        with open(_PROC_LOCKS, encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 4242 00:1a:11 0 EOF": the device in hex, the inode in
+    # decimal. A waiter's line has "->" after the number, so it never matches.
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != device:
+            continue
+        try:
+            pid = int(fields[4])
+        except ValueError:
+            return None
+        if pid <= 0:
+            return None
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+                name = f.read().strip()
+        except OSError:
+            return f"pid {pid}"
+        return f"pid {pid}, {name}" if name else f"pid {pid}"
+    return None
 
 
 def configure(port: LinuxSerial, s: SerialSettings) -> None:

@@ -31,7 +31,8 @@ async def run_hub_status(
     from gatewayd_drivers.commshub.errors import HubError
     from gatewayd_drivers.commshub.messages import HubStarted
 
-    hub = HubClient(port, name="hub")
+    # Beside a daemon that has the port, say so at once rather than wait out the timeout.
+    hub = HubClient(port, name="hub", fail_fast_when_busy=True)
     await hub.start()
     try:
         if not await hub.wait_connected(connect_timeout_s):

@@ -91,7 +91,14 @@ async def probe(
     from gatewayd_drivers.serial_link import SerialSettings
 
     hub_cfg = kit.default_hub
-    hub = HubClient(port, name=hub_cfg.name, settings=SerialSettings(baudrate=hub_cfg.baudrate))
+    # A port another process holds (a running daemon) fails the job at once, not after the
+    # engine's connect timeout.
+    hub = HubClient(
+        port,
+        name=hub_cfg.name,
+        settings=SerialSettings(baudrate=hub_cfg.baudrate),
+        fail_fast_when_busy=True,
+    )
     dcc = DccInput(job.job_id)
     await hub.start()
     injector = asyncio.create_task(notice.inject(dcc, clock)) if notice is not None else None

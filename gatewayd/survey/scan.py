@@ -67,7 +67,11 @@ async def survey_on_port(
     clock: Clock | None = None,
 ) -> SurveyDocument:
     """Open ``port``, survey, close it. Raises ``SurveyFailed`` with a readable reason."""
-    radio = ZnpClient(port, name="radio", settings=SerialSettings(baudrate=baudrate))
+    # The radio is opened for one survey: one another process holds (another survey) will
+    # not be free within the connect timeout, so that fails at once.
+    radio = ZnpClient(
+        port, name="radio", settings=SerialSettings(baudrate=baudrate), fail_fast_when_busy=True
+    )
     await radio.start()
     try:
         if not await radio.wait_connected(RADIO_CONNECT_TIMEOUT_S):

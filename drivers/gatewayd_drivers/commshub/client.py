@@ -205,9 +205,15 @@ class HubClient(FramedClient[FrameDecoder]):
         timers: ProtocolTimers | None = None,
         settings: SerialSettings | None = None,
         backoff: BackoffSettings | None = None,
+        fail_fast_when_busy: bool = False,
     ) -> None:
         super().__init__(
-            port, FrameDecoder(self._on_frame), name=name, settings=settings, backoff=backoff
+            port,
+            FrameDecoder(self._on_frame),
+            name=name,
+            settings=settings,
+            backoff=backoff,
+            fail_fast_when_busy=fail_fast_when_busy,
         )
         self.timers = timers or ProtocolTimers()
         self.stats = HubClientStats()

@@ -3,8 +3,9 @@
 The bytes layer of the reader. It opens the port once for one read (no reopen loop: a read is
 a short session and a lost probe ends it), with the line settings given as the serial link's
 ``SerialSettings``, the same way as the serial link: serialx opens and configures the port (one
-descriptor) and changes its speed mid-session (``reconfigure_port``); the bytes move through
-``serial_io.PortIO``, so no select() is on this path either and any error ends the session once.
+descriptor, locked: a probe another process has open is a ``PortError`` saying so) and changes
+its speed mid-session (``reconfigure_port``); the bytes move through ``serial_io.PortIO``, so
+no select() is on this path either and any error ends the session once.
 
 IEC 62056-21 needs 7 data bits, even parity, 1 stop bit. A pseudo-terminal cannot carry
 parity and refuses (EINVAL) a 7E1 setting that leaves its speed as it was; a real port never
@@ -40,6 +41,7 @@ from gatewayd_drivers.iec62056.errors import (
 )
 from gatewayd_drivers.serial_io import PortIO
 from gatewayd_drivers.serial_link import (
+    PortBusy,
     SerialSettings,
     configure,
     open_off_loop,
@@ -297,6 +299,8 @@ def _tolerating_pty(ser: LinuxSerial, baudrate: int, what: str, change: Callable
 
 
 def _open_failure(path: str, exc: BaseException) -> str:
+    if isinstance(exc, PortBusy):
+        return str(exc)  # names the port and who holds it
     if (isinstance(exc, OSError) and exc.errno == errno.ENOENT) or "No such file" in str(exc):
         return f"no serial port at {path} (is the optical probe plugged in?)"
     return f"cannot open {path}: {exc}"
