@@ -5,9 +5,10 @@ every problem is printed as ``FILE: key.path: reason``, all at once, and the exi
 is 2 if any file is invalid. A document with a top-level ``job_id`` is a job file,
 anything else a kit config (``--kind`` overrides the guess). Beyond the schema, a kit
 config's referenced files (password, TLS certificates) and serial ports (hubs, optical
-probe, radio) are checked. They
-are warnings, because a config is often checked away from the kit it is for (and a hub
-may simply be unplugged); ``--strict``, run on the kit itself, makes them errors.
+probe, radio) are checked, and its weak settings (a password sent without TLS, TLS that does
+not check the broker's name, metrics served beyond loopback) are named. They are warnings,
+because a config is often checked away from the kit it is for (and a hub may simply be
+unplugged); ``--strict``, run on the kit itself, makes them errors.
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the config models (pydantic) are imported by the functions that use them.
@@ -76,6 +77,8 @@ def _kit_warnings(kit: KitConfig) -> list[Problem]:
     env = kit.mqtt.password_env if kit.mqtt is not None else None
     if env is not None and env not in os.environ:
         warnings.append(Problem("mqtt.password_env", f"${env} is not set here"))
+    if kit.mqtt is not None:
+        warnings.extend(Problem(weak.key, weak.reason) for weak in kit.mqtt.weak_settings())
     for key, port in _serial_ports(kit):
         if not Path(port).exists():
             warnings.append(Problem(key, f"{port} does not exist now (unplugged?)"))
@@ -153,7 +156,8 @@ def register(subparsers: Subparsers) -> None:
     check.add_argument(
         "--strict",
         action="store_true",
-        help="on the kit itself: missing hub ports, password and certificate files are errors",
+        help="on the kit itself: missing hub ports, password and certificate files, and weak "
+        "settings are errors",
     )
     check.set_defaults(handler=_handle)
 

@@ -3,6 +3,9 @@
 Publications side of the flow. Secrets are never in the config itself: the
 password comes from a file or an environment variable named here, is read when
 a connection is made, and never appears in a log line or a repr.
+
+Some settings work but let others in: ``weak_settings`` names them, for ``check-config`` to
+warn about and the daemon to log at start.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import enum
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gatewayd.config.errors import Loc, RuleViolations, require_pair
+from gatewayd.config.ops import loopback_host
 
 __all__ = [
     "RESERVED_KIT_IDS",
@@ -24,6 +29,7 @@ __all__ = [
     "MqttProtocol",
     "MqttTls",
     "SecretError",
+    "WeakSetting",
 ]
 
 # One MQTT topic level that is safe everywhere: no separators or wildcards.
@@ -39,6 +45,23 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 class SecretError(RuntimeError):
     """The configured password file or variable cannot be read (says which, never the value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WeakSetting:
+    """A setting the kit runs with that lets others read or pose as what it talks to.
+
+    Every field is safe to print: none holds a secret.
+    """
+
+    key: str  # the TOML key path, from the top of the kit config
+    problem: str
+    why: str
+    instead: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.problem}: {self.why}; {self.instead}"
 
 
 class MqttProtocol(enum.StrEnum):
@@ -118,6 +141,49 @@ class MqttConfig(BaseModel):
     def effective_client_id(self) -> str:
         # One client id per kit: the broker then drops a stale connection of the same kit.
         return self.client_id or f"gatewayd-{self.kit_id}"
+
+    def weak_settings(self) -> tuple[WeakSetting, ...]:
+        """The settings here that leave the kit's MQTT traffic open to others, worst first."""
+        weak: list[WeakSetting] = []
+        if self.tls is not None and self.tls.insecure:
+            trusted = (
+                "the CA in mqtt.tls.ca_file"
+                if self.tls.ca_file is not None
+                else "any CA the system trusts"
+            )
+            weak.append(
+                WeakSetting(
+                    key="mqtt.tls.insecure",
+                    problem="the kit does not check that the broker's certificate is for "
+                    f"{self.host}",
+                    why=f"any certificate from {trusted} passes, so whoever can redirect the "
+                    "kit's traffic can pose as the broker: read the kit's results (and its "
+                    "password, if it has one) and send it jobs",
+                    instead=f"remove it, and give the broker a certificate for {self.host}",
+                )
+            )
+        password_key: str | None = None
+        if self.password_file is not None:
+            password_key = "mqtt.password_file"
+        elif self.password_env is not None:
+            password_key = "mqtt.password_env"
+        # A broker on the kit itself is exempt: the password never leaves the machine.
+        if password_key is not None and self.tls is None and not loopback_host(self.host):
+            port = ""
+            if self.port is None:
+                port = " (the port then defaults to 8883)"
+            elif self.port != 8883:
+                port = f", and set port to the broker's TLS port (usually 8883), not {self.port}"
+            weak.append(
+                WeakSetting(
+                    key=password_key,
+                    problem=f"the password goes to {self.host}:{self.effective_port} without TLS",
+                    why="anyone on the network between the kit and the broker can read it and "
+                    "connect as the kit",
+                    instead=f"add an [mqtt.tls] table{port}",
+                )
+            )
+        return tuple(weak)
 
     def read_password(self) -> str | None:
         """The password, read now from its file or variable; raises ``SecretError``."""

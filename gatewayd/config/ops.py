@@ -16,11 +16,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gatewayd.config.errors import require_pair
 
-__all__ = ["DEFAULT_METRICS_LISTEN", "LogConfig", "LogLevel", "MetricsConfig", "split_listen"]
+__all__ = [
+    "DEFAULT_METRICS_LISTEN",
+    "LogConfig",
+    "LogLevel",
+    "MetricsConfig",
+    "loopback_host",
+    "split_listen",
+]
 
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9477"
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's own, ``localhost`` included."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -75,13 +92,7 @@ class MetricsConfig(BaseModel):
 
     @property
     def loopback(self) -> bool:
-        host = self.host
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return loopback_host(self.host)
 
 
 class LogLevel(enum.StrEnum):

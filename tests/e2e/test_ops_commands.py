@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from tests.mqtt_broker import Broker
 
@@ -85,6 +86,72 @@ def test_check_config_checks_the_files_a_kit_config_names(tmp_path: Path) -> Non
     assert run.returncode == 2
     assert f"{kit}: mqtt.password_file: /no/such/secret: no such file\n" in run.stderr
     assert "4 problems" in run.stdout
+
+
+def test_check_config_names_weak_mqtt_settings(tmp_path: Path) -> None:
+    port = tmp_path / "hub"
+    port.touch()
+    password = tmp_path / "mqtt-password"
+    password.write_text("not-a-real-password\n")
+    base = f"[hub]\nport = '{port}'\n[mqtt]\nkit_id = 'kit-1'\nhost = 'mqtt.example.invalid'\n"
+    insecure = tmp_path / "insecure.toml"
+    insecure.write_text(base + "[mqtt.tls]\ninsecure = true\n")
+    cleartext = tmp_path / "cleartext.toml"
+    cleartext.write_text(base + f"port = 1883\npassword_file = '{password}'\n")
+    local = tmp_path / "local.toml"
+    local.write_text(
+        base.replace("mqtt.example.invalid", "127.0.0.1") + f"password_file = '{password}'\n"
+    )
+    insecure_line = (
+        f"{insecure}: mqtt.tls.insecure: the kit does not check that the broker's certificate "
+        "is for mqtt.example.invalid: any certificate from any CA the system trusts passes, so "
+        "whoever can redirect the kit's traffic can pose as the broker: read the kit's results "
+        "(and its password, if it has one) and send it jobs; remove it, and give the broker a "
+        "certificate for mqtt.example.invalid"
+    )
+    cleartext_line = (
+        f"{cleartext}: mqtt.password_file: the password goes to mqtt.example.invalid:1883 "
+        "without TLS: anyone on the network between the kit and the broker can read it and "
+        "connect as the kit; add an [mqtt.tls] table, and set port to the broker's TLS port "
+        "(usually 8883), not 1883"
+    )
+    files = (str(insecure), str(cleartext), str(local))
+    run = gatewayd("check-config", *files)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [f"{insecure_line} (warning)", f"{cleartext_line} (warning)"]
+    assert "not-a-real-password" not in run.stdout + run.stderr
+    assert run.stdout.count(": valid kit config") == 3
+    # On the kit (--strict) they are errors.
+    run = gatewayd("check-config", "--strict", *files)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [insecure_line, cleartext_line]
+    assert f"{insecure}: invalid kit config: 1 problem\n" in run.stdout
+    assert f"{cleartext}: invalid kit config: 1 problem\n" in run.stdout
+    assert f"{local}: valid kit config\n" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a = " + "[" * 100_000, "arrays or inline tables nest too deeply"),
+        ("job_id = 'J'\nfuels = " + "[" * 100_000, "arrays or inline tables nest too deeply"),
+        ("a = " + "{b = " * 100_000, "arrays or inline tables nest too deeply"),
+        (
+            ".".join(["a"] * 100_000) + " = 1\n",
+            "line 1 has 99999 dots, more than the 100 a line may have: its keys nest too deeply",
+        ),
+    ],
+    ids=["arrays", "job-arrays", "inline-tables", "dotted-key"],
+)
+def test_check_config_refuses_a_file_nested_too_deeply(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    run = gatewayd("check-config", str(path))
+    assert run.returncode == 2
+    assert run.stderr == f"{path}: (top level): invalid TOML: {reason}\n"
+    assert run.stdout == f"{path}: invalid file: 1 problem\n"
 
 
 def test_demo_runs_every_verdict_over_its_embedded_broker() -> None:

@@ -428,3 +428,26 @@ def test_load_job_reports_a_file_that_is_not_utf8(tmp_path: Path) -> None:
 def test_parse_job_refuses_a_non_mapping() -> None:
     with pytest.raises(ConfigError, match="expected a table"):
         parse_job([1, 2], source="mqtt")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('job_id = "J"\nfuels = ' + "[" * 100_000, "arrays or inline tables nest too deeply"),
+        (
+            'job_id = "J"\ntiming = ' + "{a = " * 5_000 + "1" + "}" * 5_000,
+            "arrays or inline tables nest too deeply",
+        ),
+        (
+            'job_id = "J"\n[timing.' + ".".join(["a"] * 20_000) + "]\n",
+            "line 2 has 20000 dots, more than the 100 a line may have: its keys nest too deeply",
+        ),
+    ],
+    ids=["arrays", "inline-tables", "dotted-key"],
+)
+def test_load_job_refuses_a_file_nested_too_deeply(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_job(path)
+    assert str(info.value) == f"{path}: (top level): invalid TOML: {reason}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config.errors import ConfigError
+from gatewayd.config.errors import MAX_DOTS_PER_LINE, ConfigError
 from gatewayd.config.job import TimingOverrides
 from gatewayd.config.kit import LSP_GIVE_UP_S, KitConfig, load_kit_config, parse_kit_config
 from gatewayd.engine.meter_type import ElectricityVariant
@@ -170,3 +170,65 @@ def test_permission_denied_is_reported(tmp_path: Path) -> None:
         pytest.skip("file permissions are not enforced for this user")
     with pytest.raises(ConfigError, match="permission denied"):
         load_kit_config(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 100_000,
+        "a = " + "[" * 5_000 + "]" * 5_000,
+        "a = " + "{b = " * 5_000 + "1" + "}" * 5_000,
+        '[hub]\nport = "/dev/ttyUSB0"\n[van]\nelectricity_variants = [\n' + "[\n" * 5_000,
+    ],
+    ids=["arrays-unclosed", "arrays", "inline-tables", "arrays-over-lines"],
+)
+def test_arrays_or_inline_tables_nested_too_deeply_are_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "kit.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_kit_config(path)
+    assert str(info.value) == (
+        f"{path}: (top level): invalid TOML: arrays or inline tables nest too deeply"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ".".join(["a"] * 20_000) + " = 1\n",
+        '[hub]\nport = "/dev/ttyUSB0"\n' + ".".join(['"a"'] * 20_000) + " = 1\n",
+        "[" + ".".join(["a"] * 20_000) + "]\n",
+        "x = {" + ".".join(["a"] * 20_000) + " = 1}\n",
+    ],
+    ids=["dotted-key", "quoted-parts", "table-header", "in-inline-table"],
+)
+def test_dotted_keys_nested_too_deeply_are_refused(tmp_path: Path, text: str) -> None:
+    # tomllib's time grows with the square of a key's parts: refused before it starts.
+    path = tmp_path / "kit.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_kit_config(path)
+    line = text.count("\n", 0, text.index(".")) + 1
+    assert str(info.value) == (
+        f"{path}: (top level): invalid TOML: line {line} has 19999 dots, more than the "
+        f"{MAX_DOTS_PER_LINE} a line may have: its keys nest too deeply"
+    )
+
+
+def test_dots_are_capped_per_line_and_comments_are_not_counted(tmp_path: Path) -> None:
+    deepest = ".".join(["a"] * (MAX_DOTS_PER_LINE + 1))
+    path = tmp_path / "kit.toml"
+    path.write_text(
+        '[hub]\nport = "/dev/ttyUSB0"\n'
+        + "# "
+        + "." * 1000
+        + "\n"
+        + "  #"
+        + "." * 1000
+        + f"\n[{deepest}]\n{deepest} = 1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_kit_config(path)
+    # Read as TOML, and refused only for the key it does not know.
+    assert [p.path for p in info.value.problems] == ["a"]

@@ -1,4 +1,4 @@
-"""The kit config's [mqtt] table and the on-disk session counter."""
+"""The kit config's [mqtt] table, its weak settings, and the on-disk session counter."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import parse_kit_config
 from gatewayd.config.mqtt import MqttConfig, SecretError
 from gatewayd.daemon.mqtt_link import SessionCounter
+from gatewayd.daemon.service import log_weak_settings
+from gatewayd.logfmt import KeyValueFormatter
 
 
 def kit(**mqtt: object) -> dict[str, object]:
@@ -101,3 +103,81 @@ def test_a_disk_that_refuses_the_counter_never_stops_a_connection(
     assert c.reserve() == 44  # the disk works again: on disk once more
     assert path.read_text() == "44\n"
     assert SessionCounter(path).reserve() == 45
+
+
+def weak(**mqtt: object) -> dict[str, str]:
+    cfg = parse_kit_config(kit(**mqtt)).mqtt
+    assert cfg is not None
+    return {w.key: w.reason for w in cfg.weak_settings()}
+
+
+def test_tls_without_host_name_checks_is_weak() -> None:
+    found = weak(host="mqtt.example.invalid", tls={"insecure": True})
+    assert list(found) == ["mqtt.tls.insecure"]
+    reason = found["mqtt.tls.insecure"]
+    assert "does not check that the broker's certificate is for mqtt.example.invalid" in reason
+    assert "any CA the system trusts" in reason and "pose as the broker" in reason
+    assert "remove it, and give the broker a certificate for mqtt.example.invalid" in reason
+    with_ca = weak(host="mqtt.example.invalid", tls={"ca_file": "/ca.pem", "insecure": True})
+    assert "the CA in mqtt.tls.ca_file" in with_ca["mqtt.tls.insecure"]
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "key", "advice"),
+    [
+        ({"password_file": "/pw"}, "mqtt.password_file", "(the port then defaults to 8883)"),
+        ({"password_env": "PW"}, "mqtt.password_env", "(the port then defaults to 8883)"),
+        (
+            {"password_file": "/pw", "port": 1883},
+            "mqtt.password_file",
+            "and set port to the broker's TLS port (usually 8883), not 1883",
+        ),
+        ({"password_file": "/pw", "port": 8883}, "mqtt.password_file", "add an [mqtt.tls] table"),
+    ],
+)
+def test_a_password_without_tls_is_weak(mqtt: dict[str, object], key: str, advice: str) -> None:
+    found = weak(host="mqtt.example.invalid", **mqtt)
+    assert list(found) == [key]
+    port = mqtt.get("port", 1883)
+    assert f"the password goes to mqtt.example.invalid:{port} without TLS" in found[key]
+    assert "anyone on the network between the kit and the broker can read it" in found[key]
+    assert found[key].endswith(advice)
+
+
+@pytest.mark.parametrize(
+    "mqtt",
+    [
+        {},
+        {"host": "mqtt.example.invalid"},
+        {"host": "mqtt.example.invalid", "username": "kit-7"},
+        {"host": "mqtt.example.invalid", "password_file": "/pw", "tls": {}},
+        {"host": "mqtt.example.invalid", "password_env": "PW", "tls": {"ca_file": "/ca.pem"}},
+        # A broker on the kit itself: the password never crosses a network.
+        {"host": "localhost", "password_file": "/pw"},
+        {"host": "127.0.0.1", "password_file": "/pw"},
+        {"host": "::1", "password_env": "PW"},
+    ],
+)
+def test_sound_settings_are_not_weak(mqtt: dict[str, object]) -> None:
+    assert weak(**mqtt) == {}
+
+
+def test_the_daemon_logs_each_weak_setting_at_start_without_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("never-log-this-password\n")
+    cfg = parse_kit_config(
+        kit(host="mqtt.example.invalid", password_file=str(secret), port=1883)
+    ).mqtt
+    assert cfg is not None
+    with caplog.at_level(logging.WARNING, logger="gatewayd.daemon.service"):
+        log_weak_settings(cfg, "/etc/gatewayd/kit.toml")
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    line = KeyValueFormatter().format(record)
+    assert 'msg="weak setting" file=/etc/gatewayd/kit.toml key=mqtt.password_file ' in line
+    assert 'problem="the password goes to mqtt.example.invalid:1883 without TLS"' in line
+    assert 'why="anyone on the network between the kit and the broker' in line
+    assert 'instead="add an [mqtt.tls] table, and set port' in line
+    assert "never-log-this-password" not in line

@@ -67,6 +67,7 @@ def test_restart_only_keys_are_kept_and_named(
     [
         (BASE.replace("1800", "-1"), "wan.deadline_s"),
         (BASE + "[wan\n", "invalid TOML"),
+        (BASE + "a = " + "[" * 100_000, "invalid TOML: arrays or inline tables nest too deeply"),
         (BASE + "bogus = 1\n", "bogus: unknown key"),
     ],
 )
