@@ -110,6 +110,7 @@ if TYPE_CHECKING:
         TopicError,
         Topics,
         is_safe_level,
+        validate_job_id,
         validate_level,
         validate_prefix,
     )
@@ -195,6 +196,7 @@ __all__ = [
     "replayed",
     "state_payload",
     "to_payload",
+    "validate_job_id",
     "validate_level",
     "validate_prefix",
 ]
@@ -295,6 +297,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "TopicError",
         "Topics",
         "is_safe_level",
+        "validate_job_id",
         "validate_level",
         "validate_prefix",
     ),

@@ -14,12 +14,11 @@ already busy) with ``ErrorResponse.refusing``.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, ClassVar, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from gatewayd.config.errors import RuleViolations
-from gatewayd.config.job import Job
+from gatewayd.config.job import Job, JobId
 from gatewayd.engine.progress import Stage as ProgressStage
 from gatewayd.survey.store import position_key
 from gatewayd_drivers.commshub.eui64 import Eui64
@@ -33,7 +32,7 @@ from .decode import (
     validate_payload,
 )
 from .messages import PUBLISHED, Level, Presence
-from .topics import Command, TopicError, validate_level
+from .topics import Command
 
 __all__ = [
     "REQUEST_MODELS",
@@ -90,21 +89,12 @@ class StartJobRequest(_Request):
     )
     job: Job
 
-    @model_validator(mode="after")
-    def _job_id_is_a_topic_level(self) -> Self:
-        # The job id names the job's topics; refuse here what Topics would refuse later.
-        try:
-            validate_level(self.job.job_id, "job_id")
-        except TopicError as exc:
-            raise RuleViolations([(("job", "job_id"), str(exc))]) from None
-        return self
-
 
 class CancelJobRequest(_Request):
     """Stop a running job; it ends ``cancelled`` and its result is published as usual."""
 
     command: ClassVar[Command] = Command.CANCEL_JOB
-    job_id: Level
+    job_id: JobId
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -193,7 +183,7 @@ class StartJobResponse(_Ok):
     schema_: Literal["gatewayd.start_job_response/1"] = Field(
         default="gatewayd.start_job_response/1", alias="schema"
     )
-    job_id: Level
+    job_id: JobId
     hub: Level
     events_topic: str
     result_topic: str
@@ -205,7 +195,7 @@ class CancelJobResponse(_Ok):
     schema_: Literal["gatewayd.cancel_job_response/1"] = Field(
         default="gatewayd.cancel_job_response/1", alias="schema"
     )
-    job_id: Level
+    job_id: JobId
     result_topic: str
 
 
@@ -215,13 +205,13 @@ class HubStatusDoc(BaseModel):
     name: Level
     availability: Presence
     wan_state: str | None = Field(description="Last WAN state the hub reported, if any")
-    job_id: Level | None = Field(description="The job running on this hub, if any")
+    job_id: JobId | None = Field(description="The job running on this hub, if any")
 
 
 class RunningJobDoc(BaseModel):
     model_config = PUBLISHED
 
-    job_id: Level
+    job_id: JobId
     hub: Level
     stage: ProgressStage | None
     started_at: AwareDatetime

@@ -36,7 +36,13 @@ from gatewayd.contract.channels import (
     Payload,
 )
 from gatewayd.contract.decode import MAX_REQUEST_BYTES
-from gatewayd.contract.topics import DEFAULT_PREFIX, LEVEL_PATTERN, Command, Region
+from gatewayd.contract.topics import (
+    DEFAULT_PREFIX,
+    JOB_ID_PATTERN,
+    LEVEL_PATTERN,
+    Command,
+    Region,
+)
 
 __all__ = [
     "DEFAULT_DOCS_DIR",
@@ -99,7 +105,7 @@ _PARAMETERS: Final[dict[str, dict[str, Any]]] = {
     },
     "job_id": {
         "description": "The job's job_id.",
-        "schema": {"type": "string", "pattern": f"^{LEVEL_PATTERN}$"},
+        "schema": {"type": "string", "pattern": f"^{JOB_ID_PATTERN}$"},
     },
     "command": {
         "description": "A request's command; any other is answered with an error response.",

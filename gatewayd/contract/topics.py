@@ -5,7 +5,8 @@ the channel table in ``gatewayd.contract.channels`` that the docs and the AsyncA
 are generated from, so the daemon's topics and the documented ones cannot drift apart. Every
 variable level (kit id, hub name, job id, command, region) is checked to be one safe topic
 level: a job id such as ``a/b`` or ``#`` would otherwise publish somewhere else or turn a
-subscription into a wildcard.
+subscription into a wildcard. Job ids follow the job model's stricter rule
+(``gatewayd.config.job.check_job_id``), as they also name files.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from gatewayd.config.job import JOB_ID_PATTERN, check_job_id
 from gatewayd.config.mqtt import RESERVED_KIT_IDS
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "JOB_ID_PATTERN",
     "LEVEL_PATTERN",
     "RESERVED_KIT_IDS",
     "Command",
@@ -28,6 +31,7 @@ __all__ = [
     "RequestTopic",
     "TopicError",
     "Topics",
+    "validate_job_id",
     "validate_level",
     "validate_prefix",
 ]
@@ -74,6 +78,15 @@ def validate_level(value: object, what: str) -> str:
             "and '-' (it becomes one MQTT topic level)"
         )
     return value
+
+
+def validate_job_id(value: object, what: str = "job_id") -> str:
+    """``value`` if it is a safe job id (a topic level and a file name); ``TopicError`` naming
+    ``what`` otherwise."""
+    try:
+        return check_job_id(value)
+    except ValueError as exc:
+        raise TopicError(f"{what}: {exc}") from None
 
 
 def is_safe_level(value: str) -> bool:
@@ -138,10 +151,10 @@ class Topics:
         return f"{self.base}/hubs/{validate_level(hub, 'hub')}/events"
 
     def job_events(self, job_id: str) -> str:
-        return f"{self.base}/jobs/{validate_level(job_id, 'job_id')}/events"
+        return f"{self.base}/jobs/{validate_job_id(job_id)}/events"
 
     def job_result(self, job_id: str) -> str:
-        return f"{self.base}/jobs/{validate_level(job_id, 'job_id')}/result"
+        return f"{self.base}/jobs/{validate_job_id(job_id)}/result"
 
     @property
     def survey(self) -> str:
