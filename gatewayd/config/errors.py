@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "MAX_DOTS_PER_LINE",
     "ConfigError",
     "Loc",
     "Problem",
@@ -38,8 +39,14 @@ M = TypeVar("M", bound=BaseModel)
 
 # Error types whose input we echo back; echoing a whole table or list would drown the reason.
 _SCALARS = (str, int, float, bool)
-# Keys whose values are secrets of a sort (an install code lets a device join a HAN).
-_SECRET_KEYS = frozenset({"install_code"})
+# Longer strings are not echoed either: one is more likely a document sent as a string (a job
+# JSON-encoded twice, with its install codes and MPAN) than a value mistyped.
+_ECHO_MAX_CHARS = 64
+# Keys whose values are secrets of a sort (an install code lets a device join a HAN) or
+# personal data (a meter point number identifies a home): never echoed.
+_SECRET_KEYS = frozenset({"install_code", "mpan", "mpans", "mprn", "mprns", "password"})
+# No real config has a key of more than a few dotted parts; see _dotted_keys_too_deep.
+MAX_DOTS_PER_LINE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +125,38 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(
             source, [Problem("", f"not UTF-8 text (bad byte at offset {exc.start})")]
         ) from None
+    too_deep = _dotted_keys_too_deep(text)
+    if too_deep is not None:
+        raise ConfigError(source, [Problem("", f"invalid TOML: {too_deep}")])
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("", f"invalid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib reads arrays and inline tables by recursion: a few hundred levels of them
+        # exhaust Python's stack before any syntax error is found.
+        raise ConfigError(
+            source, [Problem("", "invalid TOML: arrays or inline tables nest too deeply")]
+        ) from None
+
+
+def _dotted_keys_too_deep(text: str) -> str | None:
+    """Why ``text`` has a line with too many dots, or None.
+
+    tomllib takes time quadratic in the parts of a dotted key, and in those of the table it
+    is under (a key of 100,000 parts takes minutes). A key never spans lines, so capping the
+    dots of each line caps every key. Comment lines hold no key and are not counted.
+    """
+    if text.count(".") <= MAX_DOTS_PER_LINE:
+        return None
+    for number, line in enumerate(text.split("\n"), start=1):
+        dots = line.count(".")
+        if dots > MAX_DOTS_PER_LINE and not line.lstrip(" \t").startswith("#"):
+            return (
+                f"line {number} has {dots} dots, more than the {MAX_DOTS_PER_LINE} a line may "
+                "have: its keys nest too deeply"
+            )
+    return None
 
 
 def validate_document(model: type[M], data: object, source: str) -> M:
@@ -165,7 +200,8 @@ def _reason(err: Any, loc: Loc, model: type[BaseModel]) -> str:
             return msg[len(prefix) :]
     value = err.get("input")
     secret = any(part in _SECRET_KEYS for part in loc)
-    if not secret and isinstance(value, _SCALARS) and repr(value) not in msg:
+    short = not isinstance(value, str) or len(value) <= _ECHO_MAX_CHARS
+    if not secret and short and isinstance(value, _SCALARS) and repr(value) not in msg:
         msg = f"{msg}, got {value!r}"
     return msg[:1].lower() + msg[1:]
 

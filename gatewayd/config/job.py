@@ -31,7 +31,7 @@ import enum
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import (
     BaseModel,
@@ -50,19 +50,35 @@ from gatewayd_drivers.commshub.messages import MAX_JOIN_TIMEOUT_S, DeviceType
 
 __all__ = [
     "COMMISSIONABLE_TYPES",
+    "JOB_ID_PATTERN",
+    "JOB_ID_RULE",
     "MAX_DEVICES",
+    "MAX_JOB_ID_CHARS",
     "Device",
     "Fuel",
     "Job",
+    "JobId",
     "Policy",
     "Supply",
     "TimingOverrides",
+    "check_job_id",
     "load_job",
     "mpan_check_digit",
     "parse_job",
 ]
 
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A job id names the job's MQTT topics (one level: ``jobs/<job_id>/result``) and its entry in the
+# daemon's job journal (a file ``<job_id>.json``), so one rule must make it safe as both. The
+# characters leave out '/', '+', '#', NUL, every other control character, spaces and non-ASCII;
+# the first one must be a letter or digit, which rules out '.', '..', hidden files ('.x') and
+# names a command line reads as options ('-rf'). Every place a job id enters uses this rule.
+MAX_JOB_ID_CHARS: Final = 64
+JOB_ID_PATTERN: Final = rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_JOB_ID_CHARS - 1}}}"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+JOB_ID_RULE: Final = (
+    f"1 to {MAX_JOB_ID_CHARS} characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with "
+    "a letter or a digit"
+)
 MAX_DEVICES = 16
 MAX_DEADLINE_S = 86_400.0
 MAX_JOIN_ATTEMPTS = 20
@@ -100,6 +116,13 @@ class Policy(enum.StrEnum):
     ABORT_ON_NO_WAN = "abort_on_no_wan"
 
 
+def _not_digits(what: str, expected: str, length: int, shortest: int, longest: int) -> str:
+    """Why a meter point number is refused, without repeating it (spaces do not count)."""
+    if shortest <= length <= longest:
+        return f"{what} is {expected}, got {length} characters that are not all digits"
+    return f"{what} is {expected}, got {length} characters"
+
+
 def mpan_check_digit(first_twelve: str) -> int:
     """The MPAN core's check digit: weighted sum of the first 12 digits, mod 11, mod 10."""
     if len(first_twelve) != 12 or not first_twelve.isascii() or not first_twelve.isdigit():
@@ -109,6 +132,34 @@ def mpan_check_digit(first_twelve: str) -> int:
 
 
 # --- field types ---------------------------------------------------------------
+
+
+def check_job_id(value: object) -> str:
+    """``value`` if it is a safe job id (``JOB_ID_PATTERN``); ``ValueError`` saying why not."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"a job id is a string such as 'JOB-2025-000123', got {type(value).__name__}"
+        )
+    # fullmatch, not match with '$': '$' also matches before a trailing newline.
+    if _JOB_ID.fullmatch(value) is None:
+        # A long value is shown only in part: the reason must stay one readable line.
+        shown = (
+            repr(value)
+            if len(value) <= MAX_JOB_ID_CHARS
+            else f"{value[:16]!r}... ({len(value)} characters)"
+        )
+        raise ValueError(
+            f"{shown} is not a usable job id: it must be {JOB_ID_RULE} (it becomes an MQTT "
+            "topic level and a file name)"
+        )
+    return value
+
+
+JobId = Annotated[
+    str,
+    PlainValidator(check_job_id),
+    WithJsonSchema({"type": "string", "pattern": f"^{JOB_ID_PATTERN}$"}),
+]
 
 
 def _parse_eui64(value: object) -> Eui64:
@@ -257,7 +308,7 @@ class Job(BaseModel):
 
     model_config = _STRICT
 
-    job_id: str
+    job_id: JobId
     fuels: tuple[Fuel, ...] = (Fuel.ELECTRICITY, Fuel.GAS)
     mpan: str | None = None
     mprn: str | None = None
@@ -265,16 +316,6 @@ class Job(BaseModel):
     policy: Policy = Policy.INSTALL_AND_LEAVE
     devices: tuple[Device, ...]
     timing: TimingOverrides = TimingOverrides()
-
-    @field_validator("job_id", mode="before")
-    @classmethod
-    def _job_id(cls, value: object) -> object:
-        if isinstance(value, str) and not JOB_ID_PATTERN.fullmatch(value):
-            raise ValueError(
-                f"{value!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-' "
-                "(it becomes an MQTT topic level)"
-            )
-        return value
 
     @field_validator("fuels", mode="after")
     @classmethod
@@ -294,14 +335,13 @@ class Job(BaseModel):
             raise ValueError(
                 "write the MPAN as a quoted string of 13 digits (a number would lose leading zeros)"
             )
+        # Never echo the MPAN itself, even a wrong one: it identifies a home.
         digits = value.replace(" ", "")
         if len(digits) != 13 or not digits.isascii() or not digits.isdigit():
-            raise ValueError(f"{value!r} is not an MPAN core: 13 digits expected")
+            raise ValueError(_not_digits("an MPAN core", "13 digits", len(digits), 13, 13))
         expected = mpan_check_digit(digits[:12])
         if int(digits[12]) != expected:
-            raise ValueError(
-                f"{value!r} fails the MPAN check digit: the last digit should be {expected}"
-            )
+            raise ValueError(f"fails the MPAN check digit: the last digit should be {expected}")
         return digits
 
     @field_validator("mprn", mode="before")
@@ -316,7 +356,7 @@ class Job(BaseModel):
             )
         digits = value.replace(" ", "")
         if not (6 <= len(digits) <= 10) or not digits.isascii() or not digits.isdigit():
-            raise ValueError(f"{value!r} is not an MPRN: 6 to 10 digits expected")
+            raise ValueError(_not_digits("an MPRN", "6 to 10 digits", len(digits), 6, 10))
         return digits
 
     @model_validator(mode="after")

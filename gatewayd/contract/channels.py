@@ -46,7 +46,7 @@ __all__ = [
 
 # The contract as a whole (the AsyncAPI document's version). Each payload also carries its own
 # schema version ("gatewayd.hub_event/1"); a change to any payload's keys bumps both.
-CONTRACT_VERSION: Final = "1.0.0"
+CONTRACT_VERSION: Final = "2.0.0"
 
 
 class Direction(enum.StrEnum):

@@ -16,11 +16,10 @@ from typing import Annotated, Final, Self
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
 from gatewayd.config.errors import RuleViolations
-from gatewayd.config.job import mpan_check_digit
+from gatewayd.config.job import JobId, mpan_check_digit
 from gatewayd.engine.outcomes import DccNotice
 
 from .decode import MAX_REQUEST_BYTES, RECEIVED, ErrorDetail, decode_object, validate_payload
-from .messages import Level
 
 __all__ = ["MAX_NOTICE_TARGETS", "DccNoticeMessage", "parse_dcc_notice"]
 
@@ -34,19 +33,20 @@ def _digits(value: object, what: str) -> str:
     return value.replace(" ", "")
 
 
+# A refused notice is logged: its MPANs and MPRNs are not repeated (they identify homes).
 def _mpan(value: object) -> str:
     digits = _digits(value, "MPAN")
     if len(digits) != 13 or not digits.isascii() or not digits.isdigit():
-        raise ValueError(f"{value!r} is not an MPAN core: 13 digits expected")
+        raise ValueError("not an MPAN core: 13 digits expected")
     if int(digits[12]) != mpan_check_digit(digits[:12]):
-        raise ValueError(f"{value!r} fails the MPAN check digit")
+        raise ValueError("fails the MPAN check digit")
     return digits
 
 
 def _mprn(value: object) -> str:
     digits = _digits(value, "MPRN")
     if not (6 <= len(digits) <= 10) or not digits.isascii() or not digits.isdigit():
-        raise ValueError(f"{value!r} is not an MPRN: 6 to 10 digits expected")
+        raise ValueError("not an MPRN: 6 to 10 digits expected")
     return digits
 
 
@@ -69,7 +69,7 @@ class DccNoticeMessage(BaseModel):
         default=None, description="When DCC service is expected back; rebook from then"
     )
     text: str | None = Field(default=None, max_length=1000)
-    job_ids: list[Level] = Field(default=[], max_length=MAX_NOTICE_TARGETS)
+    job_ids: list[JobId] = Field(default=[], max_length=MAX_NOTICE_TARGETS)
     mpans: list[Mpan] = Field(default=[], max_length=MAX_NOTICE_TARGETS)
     mprns: list[Mprn] = Field(default=[], max_length=MAX_NOTICE_TARGETS)
 

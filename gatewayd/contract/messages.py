@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
+from gatewayd.config.job import JobId
 from gatewayd.engine.progress import Kind as ProgressKind
 from gatewayd.engine.progress import Stage as ProgressStage
 from gatewayd.engine.result import NextActionDoc
@@ -196,10 +197,12 @@ def state_payload(state: str, session: int) -> bytes:
 
 
 class HubPortDoc(BaseModel):
+    """One hub of the kit, by its configured name. Not by its serial device: a
+    ``/dev/serial/by-id/...`` path carries the adapter's serial number (``info/1`` had it)."""
+
     model_config = PUBLISHED
 
     name: Level
-    port: str = Field(description="Serial device the hub's Local Service Port is on")
     baudrate: int
 
 
@@ -208,7 +211,7 @@ class Info(BaseModel):
 
     model_config = PUBLISHED
 
-    schema_: Literal["gatewayd.info/1"] = Field(default="gatewayd.info/1", alias="schema")
+    schema_: Literal["gatewayd.info/2"] = Field(default="gatewayd.info/2", alias="schema")
     kit_id: Level
     session: int = Field(ge=0)
     ts: AwareDatetime = Field(description="When this birth was published")
@@ -356,7 +359,7 @@ class HubEventMessage(Envelope):
 
     schema_: Literal["gatewayd.hub_event/1"] = Field(default="gatewayd.hub_event/1", alias="schema")
     hub: Level
-    job_id: Level | None = Field(description="The job running on this hub then, if any")
+    job_id: JobId | None = Field(description="The job running on this hub then, if any")
     event: HubEventBody
 
 
@@ -367,7 +370,7 @@ class JobEventMessage(Envelope):
     """``jobs/<job_id>/events``: one step of a job (``gatewayd.engine.progress.Progress``)."""
 
     schema_: Literal["gatewayd.job_event/1"] = Field(default="gatewayd.job_event/1", alias="schema")
-    job_id: Level
+    job_id: JobId
     hub: Level
     stage: ProgressStage
     kind: ProgressKind
@@ -386,7 +389,7 @@ class AbortNotice(Envelope):
     """``aborts``: one SMETS abort, for back offices that watch every job of a kit."""
 
     schema_: Literal["gatewayd.abort/1"] = Field(default="gatewayd.abort/1", alias="schema")
-    job_id: Level
+    job_id: JobId
     hub: Level
     code: AbortCode
     title: str = Field(description="The industry's words for the abort reason")

@@ -74,10 +74,7 @@ class Birth:
             ts=self._clock.wall(),
             version=__version__,
             config_digest=self._digest(),
-            hubs=[
-                HubPortDoc(name=rt.port.name, port=rt.port.port, baudrate=rt.port.baudrate)
-                for rt in self._hubs
-            ],
+            hubs=[HubPortDoc(name=rt.name, baudrate=rt.port.baudrate) for rt in self._hubs],
             requests=list(Command),
             capabilities=CAPABILITIES + (["rf_survey"] if self._rf_survey else []),
             max_request_bytes=MAX_REQUEST_BYTES,

@@ -4,6 +4,7 @@ Hub state and events -> publications. Every event a hub reports is published on 
 hub's events topic whether or not a job runs (naming the job when one does), and the
 little the daemon keeps about each hub (WAN state, last RSSI, why the link is down) is
 noted from those events for the status answer, the availability birth and the metrics.
+What goes to MQTT names a hub by its configured name, never by its serial device's path.
 Each hub's forwarder is a background task that the daemon's supervisor restarts if it fails.
 """
 
@@ -39,6 +40,12 @@ class HubRuntime:
     def name(self) -> str:
         return self.port.name
 
+    def public(self, text: str) -> str:
+        """``text`` (a link error, a job step) fit for MQTT: the hub's serial device named by
+        the hub's name, since a ``/dev/serial/by-id/...`` path holds the adapter's serial
+        number."""
+        return text.replace(self.port.port, f"<port of hub {self.name}>")
+
     def note(self, event: ClientEvent) -> None:
         """Keep what the status answer and the availability birth report about this hub."""
         if isinstance(event, WanStateChanged):
@@ -55,7 +62,8 @@ class HubRuntime:
         """Why the hub is unreachable, or None while it is connected."""
         if self.client.connected:
             return None
-        return self.link_error or self.client.last_link_error
+        reason = self.link_error or self.client.last_link_error
+        return None if reason is None else self.public(reason)
 
 
 class Hubs:
@@ -130,7 +138,10 @@ class Hubs:
         with rt.client.events() as events:
             async for event in events:
                 rt.note(event)
-                self._emit(rt.name, event, self._job_on(rt.name))
+                published = (
+                    LinkLost(rt.public(event.reason)) if isinstance(event, LinkLost) else event
+                )
+                self._emit(rt.name, published, self._job_on(rt.name))
                 if isinstance(event, LinkLost | LinkUp):
                     await self._on_link_change(rt)
 

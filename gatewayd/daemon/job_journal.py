@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.job import Job, parse_job
+from gatewayd.private_files import make_private_dir, private_opener
 
 __all__ = ["InterruptedJob", "JobJournal", "JournalError"]
 
@@ -41,10 +42,11 @@ class InterruptedJob:
 class JobJournal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
 
     def _path(self, job_id: str) -> Path:
-        # job_id is a checked topic level ([A-Za-z0-9._-]), so it is a safe file name.
+        # Every Job's job_id passed the job id rule (gatewayd.config.job.check_job_id): no '/',
+        # and never '.', '..' or a leading '.' or '-', so it is a plain file name in this directory.
         return self.directory / f"{job_id}.json"
 
     def begin(self, job: Job, hub: str, started_at: datetime) -> None:
@@ -54,7 +56,8 @@ class JobJournal:
         path = self._path(job.job_id)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            # 0600 whatever the umask: the entry holds the job's install codes and MPAN.
+            with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
                 json.dump(doc, f)
                 f.flush()
                 os.fsync(f.fileno())

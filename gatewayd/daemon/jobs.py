@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -285,8 +285,10 @@ class JobRunner:
             handle.stage = p.stage
             if p.rssi_dbm is not None:
                 rt.wan_rssi_dbm = p.rssi_dbm
+            # "Connecting to the hub on <port>": the port's path stays off MQTT.
+            public = replace(p, message=rt.public(p.message))
             self._publisher.emit(
-                events_topic, lambda st: job_event_payload(p, hub=handle.hub, stamp=st)
+                events_topic, lambda st: job_event_payload(public, hub=handle.hub, stamp=st)
             )
 
         try:
@@ -320,6 +322,7 @@ class JobRunner:
     def _publish_result(self, result: ResultDocument, hub: str) -> None:
         """Queue a job's result (and its abort notice) and settle the job, then forget that
         it was running."""
+        result = self._public(result, hub)
         self._results[result.job_id] = result
         notices: list[tuple[str, Callable[[StampFields], AbortNotice]]] = []
         if result.abort is not None:
@@ -342,6 +345,16 @@ class JobRunner:
             on_settled=lambda: self._journal.end(job_id),
         )
         _log.info("job finished job=%s outcome=%s", job_id, result.outcome.value)
+
+    def _public(self, result: ResultDocument, hub: str) -> ResultDocument:
+        """The result with its hub's serial device named by the hub's name (a failure to
+        open the port quotes its path)."""
+        rt = self._hubs.get(hub)
+        failure = result.failure
+        if rt is None or failure is None or rt.public(failure.reason) == failure.reason:
+            return result
+        public = failure.model_copy(update={"reason": rt.public(failure.reason)})
+        return result.model_copy(update={"failure": public})
 
     def _publish_failed(self, job: Job, hub: str, started_at: datetime, reason: str) -> None:
         facts = RunFacts(

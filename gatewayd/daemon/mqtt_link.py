@@ -38,6 +38,7 @@ from gatewayd.config.mqtt import MqttConfig, MqttProtocol, SecretError
 from gatewayd.daemon.session_takeover import TakeoverWatch, reason_code_of
 from gatewayd.daemon.supervisor import Spawn, Task, unsupervised
 from gatewayd.logfmt import redact_value
+from gatewayd.private_files import make_private_dir, private_opener
 from gatewayd_drivers.backoff import Backoff
 
 __all__ = ["InboundMessage", "MqttLink", "MqttUnavailable", "SessionCounter", "default_presence"]
@@ -131,10 +132,10 @@ class SessionCounter:
         return value
 
     def _write(self, value: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="ascii") as f:
+            with open(tmp, "w", encoding="ascii", opener=private_opener) as f:
                 f.write(f"{value}\n")
                 f.flush()
                 os.fsync(f.fileno())

@@ -91,6 +91,7 @@ from typing import NamedTuple
 from gatewayd.clock import Clock
 from gatewayd.daemon import job_ledger
 from gatewayd.daemon.job_ledger import JobRecord
+from gatewayd.private_files import create_private_file
 
 __all__ = [
     "CHECKPOINT_COMMITS",
@@ -390,6 +391,13 @@ class Outbox:
             # SQLite would take the empty file for a new database and discard the log, and
             # with it every message queued there, without a word.
             raise _Corrupt("empty database file beside a non-empty write-ahead log")
+        if not existed:
+            # Created 0600 here, not by SQLite under the umask: its log and index take the
+            # database file's mode, and all three hold the job ledger and queued results.
+            try:
+                create_private_file(self.path)
+            except OSError as exc:
+                raise OutboxError(f"outbox {self.path}: cannot create: {exc.strerror}") from None
         try:
             # isolation_level=None: transactions are our explicit BEGIN/COMMIT, so no statement
             # runs in a transaction Python opened behind our back.

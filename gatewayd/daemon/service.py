@@ -37,8 +37,9 @@ from gatewayd.daemon.sd_notify import Notifier
 from gatewayd.daemon.status import KitStatus, StatusReporter
 from gatewayd.daemon.supervisor import Supervisor, Task
 from gatewayd.daemon.survey_service import SurveyService
+from gatewayd.private_files import make_private_dir, tighten_tree
 
-__all__ = ["Daemon", "main_run"]
+__all__ = ["Daemon", "log_weak_settings", "main_run"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +47,42 @@ _log = logging.getLogger(__name__)
 # drain, before it goes offline anyway (the outbox keeps the rest for the next start).
 STOP_JOBS_TIMEOUT_S = 10.0
 STOP_FLUSH_TIMEOUT_S = 10.0
+
+
+def _make_state_private(state_dir: Path) -> None:
+    """What an older version (or a umask of 0022) left readable by other users under the
+    state directory is made private: the journal holds install codes and MPANs. Said once,
+    not per file."""
+    done = tighten_tree(state_dir)
+    if done.changed:
+        _log.warning(
+            "state files other users could read made private dir=%s count=%d",
+            state_dir,
+            len(done.changed),
+        )
+    if done.failed:
+        path, error = done.failed[0]
+        _log.error(
+            "state files other users may read could not be made private dir=%s count=%d "
+            "file=%s error=%r",
+            state_dir,
+            len(done.failed),
+            path,
+            error,
+        )
+
+
+def log_weak_settings(mqtt: MqttConfig, source: str) -> None:
+    """One WARNING line per weak setting of ``[mqtt]``, so that a kit never runs one unseen."""
+    for weak in mqtt.weak_settings():
+        _log.warning(
+            "weak setting file=%s key=%s problem=%r why=%r instead=%r",
+            source,
+            weak.key,
+            weak.problem,
+            weak.why,
+            weak.instead,
+        )
 
 
 class Daemon:
@@ -68,11 +105,12 @@ class Daemon:
         clock = clock or (SystemClock() if kit.time_scale == 1 else ScaledClock(kit.time_scale))
         topics = Topics(mqtt.kit_id, mqtt.prefix)
         try:
-            mqtt.state_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(mqtt.state_dir)
         except OSError as exc:
             raise OutboxError(
                 f"cannot create the state directory {mqtt.state_dir}: {exc.strerror}"
             ) from None
+        _make_state_private(mqtt.state_dir)
         self._outbox = Outbox(mqtt.state_dir / "outbox.sqlite3", clock=clock)
         self._link = MqttLink(
             mqtt,
@@ -168,6 +206,9 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        log_weak_settings(
+            self._mqtt, str(self._config_path) if self._config_path is not None else "<kit config>"
+        )
         if self.metrics_server is not None:
             await self.metrics_server.start()
         spawn = self._supervisor.spawn

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gatewayd.private_files import make_private_dir, private_opener
 from gatewayd.survey.judgement import SurveyDocument
 from gatewayd_drivers.commshub.eui64 import Eui64
 
@@ -103,10 +104,11 @@ class SurveyStore:
 
     def _write(self, key: str, doc: SurveyDocument) -> None:
         assert self.directory is not None
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Private like the rest of the kit's state (it often lives in the state directory).
+        make_private_dir(self.directory)
         path = self._path(key)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
             fh.write(json.dumps(doc.model_dump(mode="json"), indent=2) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

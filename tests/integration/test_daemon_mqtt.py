@@ -199,6 +199,12 @@ def assert_no_gaps(events: list[dict[str, Any]]) -> None:
         assert list(seqs) == sorted(seqs), f"out of order in session {session}"
 
 
+def assert_no_port_paths(sub: Subscriber, tmp_path: Path) -> None:
+    """Nothing the kit published names a path under ``tmp_path``, where the hubs' ports are."""
+    published = [json.dumps(s.body) for s in sub.seen if "/request/" not in s.topic]
+    assert [p for p in published if str(tmp_path) in p] == []
+
+
 async def test_full_job_is_observed_by_a_subscriber(tmp_path: Path) -> None:
     async with make_rig(tmp_path) as rig:
         sub = rig.sub
@@ -473,6 +479,9 @@ async def test_many_hubs_run_jobs_concurrently_and_a_dead_hub_stalls_none(
                 )
                 results[job_id] = seen.body["outcome"]
             assert results == {"J-A": "commissioned", "J-B": "commissioned", "J-D": "failed"}
+            # The dead hub's availability, its job's steps and failure name its port by the
+            # hub's name: on a kit the path holds the USB adapter's serial number.
+            assert_no_port_paths(sub, tmp_path)
     finally:
         for sim in sims:
             await sim.stop()
@@ -490,6 +499,8 @@ async def test_hub_availability_follows_the_serial_link(tmp_path: Path) -> None:
         await rig.sub.wait_for(lambda s: s.topic == topic and s.body["state"] == "online", since=n)
         kinds = [e["event"]["kind"] for e in rig.sub.on(f"{PREFIX}/hubs/hub1/events")]
         assert "link_lost" in kinds and "link_up" in kinds
+        assert "<port of hub hub1>" in off.body["reason"]
+        assert_no_port_paths(rig.sub, tmp_path)
 
 
 async def test_rebirth_republishes_state_info_availability_and_results(tmp_path: Path) -> None:

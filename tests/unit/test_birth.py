@@ -1,16 +1,22 @@
-"""A rebirth republishes every result of the run, even one that finishes while it does."""
+"""The birth: a rebirth republishes every result of the run, even one that finishes while it
+does, and hubs are named by their names, never by their serial devices."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gatewayd.clock import SystemClock
+from gatewayd.config.kit import parse_kit_config
 from gatewayd.contract import Topics
 from gatewayd.daemon.birth import Birth
+from gatewayd.daemon.hubs import Hubs
 from gatewayd.engine.result import ResultDocument
+from gatewayd_drivers.commshub.client import LinkLost
 from tests.unit.test_contract import _result
 from tests.waiting import wait_until
 
@@ -87,3 +93,52 @@ async def test_a_failed_rebirth_is_logged_and_forgotten(caplog: pytest.LogCaptur
     await wait_until(lambda: birth.running == 0)
     assert "publishing the rebirth failed" in caplog.text and "disk on fire" in caplog.text
     await birth.stop()
+
+
+class KeepingLink(SlowLink):
+    """Keeps each payload by topic, too."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda _topic: None)
+        self.payloads: dict[str, Any] = {}
+
+    async def publish_if_connected(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        await super().publish_if_connected(topic, payload, retain=retain)
+        self.payloads[topic] = json.loads(payload)
+
+
+async def test_the_birth_names_each_hub_never_its_serial_device(tmp_path: Path) -> None:
+    # A by-id path holds the USB adapter's serial number ("A50285BI" here).
+    port = str(tmp_path / "usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0")
+    kit = parse_kit_config({"hub": {"name": "hub1", "port": port}, "mqtt": {"kit_id": "k"}})
+    hubs = Hubs(
+        kit.all_hubs,
+        publisher=None,  # type: ignore[arg-type]
+        topics=Topics("k"),
+        job_on=lambda _hub: None,
+        on_link_change=lambda _rt: asyncio.sleep(0),
+    )
+    # What the serial link says of a port it lost, as the availability's reason.
+    [rt] = hubs
+    rt.note(LinkLost(f"lost {port}: device reports readiness to read but returned no data"))
+    link = KeepingLink()
+    birth = Birth(
+        kit_id="k",
+        link=link,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        topics=Topics("k"),
+        hubs=hubs,
+        digest=lambda: "sha256:" + "0" * 64,
+        rf_survey=False,
+        results=dict,
+    )
+    await birth.publish()
+    info = link.payloads["gatewayd/k/info"]
+    assert info["schema"] == "gatewayd.info/2"
+    assert info["hubs"] == [{"name": "hub1", "baudrate": 115200}]
+    availability = link.payloads["gatewayd/k/hubs/hub1/availability"]
+    assert availability["state"] == "offline"
+    assert availability["reason"] == (
+        "lost <port of hub hub1>: device reports readiness to read but returned no data"
+    )
+    assert "A50285BI" not in json.dumps(link.payloads)
