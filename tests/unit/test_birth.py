@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,19 @@ class SlowLink:
         self._on_publish(topic)
 
 
+def _birth(link: SlowLink, results: Callable[[], dict[str, ResultDocument]] = dict) -> Birth:
+    return Birth(
+        kit_id="k",
+        link=link,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        topics=Topics("k"),
+        hubs=[],  # type: ignore[arg-type]
+        digest=lambda: "sha256:" + "0" * 64,
+        rf_survey=False,
+        results=results,
+    )
+
+
 async def test_a_result_that_arrives_during_a_rebirth_does_not_break_it() -> None:
     first = _result()
     results: dict[str, ResultDocument] = {first.job_id: first}
@@ -45,31 +59,9 @@ async def test_a_result_that_arrives_during_a_rebirth_does_not_break_it() -> Non
             results[late.job_id] = late
 
     link = SlowLink(job_finishes_meanwhile)
-    birth = Birth(
-        kit_id="k",
-        link=link,  # type: ignore[arg-type]
-        clock=SystemClock(),
-        topics=Topics("k"),
-        hubs=[],  # type: ignore[arg-type]
-        digest=lambda: "sha256:" + "0" * 64,
-        rf_survey=False,
-        results=lambda: results,
-    )
+    birth = _birth(link, lambda: results)
     await birth.rebirth()
     assert f"gatewayd/k/jobs/{first.job_id}/result" in link.topics
-
-
-def _birth(link: SlowLink) -> Birth:
-    return Birth(
-        kit_id="k",
-        link=link,  # type: ignore[arg-type]
-        clock=SystemClock(),
-        topics=Topics("k"),
-        hubs=[],  # type: ignore[arg-type]
-        digest=lambda: "sha256:" + "0" * 64,
-        rf_survey=False,
-        results=dict,
-    )
 
 
 async def test_rebirths_leave_no_task_behind() -> None:

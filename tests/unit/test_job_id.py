@@ -35,21 +35,9 @@ from gatewayd.contract import (
     validate_level,
 )
 from gatewayd.contract.schema_export import DEFAULT_DOCS_DIR
+from tests.unit.test_contract import JOB
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB: dict[str, Any] = {
-    "job_id": "JOB-2025-000123",
-    "fuels": ["electricity"],
-    "mpan": "1600123456785",
-    "supply": "single_phase",
-    "devices": [
-        {
-            "eui64": "00-DB-12-34-56-78-90-A1",
-            "type": "ESME",
-            "install_code": "3F1A9C0E5B7D2468ACE013579BDF0246",
-        }
-    ],
-}
 T = Topics("kit-7")
 _AT = "2025-05-06T10:00:00Z"
 
