@@ -8,7 +8,9 @@ config's referenced files (password, TLS certificates) and serial ports (hubs, o
 probe, radio) are checked, and its weak settings (a password sent without TLS, TLS that does
 not check the broker's name, metrics served beyond loopback) are named. They are warnings,
 because a config is often checked away from the kit it is for (and a hub may simply be
-unplugged); ``--strict``, run on the kit itself, makes them errors.
+unplugged); ``--strict``, run on the kit itself, makes them errors. A systemd credential the
+config names exists only inside the service: outside it, a note says so, and not even
+``--strict`` holds its absence against the file.
 
 Only what ``register`` needs is imported at the top: every command imports every verb module, so
 the config models (pydantic) are imported by the functions that use them.
@@ -21,7 +23,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
 from gatewayd.cli.verb import Subparsers
 
@@ -29,9 +31,19 @@ if TYPE_CHECKING:
     from gatewayd.config.errors import Problem
     from gatewayd.config.kit import KitConfig
 
-__all__ = ["COMMAND", "check_file", "main_check_config", "register"]
+__all__ = ["COMMAND", "Checked", "check_file", "main_check_config", "register"]
 
 Kind = Literal["auto", "kit", "job"]
+
+
+class Checked(NamedTuple):
+    """What a file is and what is wrong with it: errors make it invalid, warnings and notes
+    do not."""
+
+    what: str
+    errors: list[Problem]
+    warnings: list[Problem]
+    notes: list[Problem]
 
 
 def _guess(doc: dict[str, Any], kind: Kind) -> Literal["kit", "job"]:
@@ -93,10 +105,33 @@ def _kit_warnings(kit: KitConfig) -> list[Problem]:
     return warnings
 
 
-def check_file(
-    path: Path, kind: Kind = "auto", *, strict: bool = False
-) -> tuple[str, list[Problem], list[Problem]]:
-    """(what the file is, its errors, its warnings); nothing is raised."""
+def _credential(kit: KitConfig) -> tuple[list[Problem], list[Problem]]:
+    """(warnings, notes) about the credential the kit config names, if it names one."""
+    from gatewayd.config.errors import Problem
+    from gatewayd.config.mqtt import CREDENTIALS_DIRECTORY, SecretError
+
+    key = "mqtt.password_credential"
+    try:
+        path = kit.mqtt.credential_path() if kit.mqtt is not None else None
+    except SecretError:
+        # Only the service gets its credentials: their absence here says nothing about it.
+        note = (
+            f"${CREDENTIALS_DIRECTORY} is not set here, so the credential cannot be checked: "
+            "only the service gets it (LoadCredential=), and gatewayd run refuses to start "
+            "without it"
+        )
+        return [], [Problem(key, note)]
+    if path is None:
+        return [], []
+    if not path.is_file():
+        return [Problem(key, f"credential {path.name}: no such file in {path.parent}")], []
+    if not os.access(path, os.R_OK):
+        return [Problem(key, f"credential {path.name} in {path.parent}: not readable")], []
+    return [], []
+
+
+def check_file(path: Path, kind: Kind = "auto", *, strict: bool = False) -> Checked:
+    """What the file is, its errors, warnings and notes; nothing is raised."""
     from gatewayd.config.errors import ConfigError, read_toml
     from gatewayd.config.job import parse_job
     from gatewayd.config.kit import parse_kit_config
@@ -105,17 +140,20 @@ def check_file(
     try:
         doc = read_toml(path)
     except ConfigError as exc:
-        return "file", list(exc.problems), []
+        return Checked("file", list(exc.problems), [], [])
     what = _guess(doc, kind)
     try:
         if what == "job":
             parse_job(doc, source=source)
-            return "job file", [], []
+            return Checked("job file", [], [], [])
         kit = parse_kit_config(doc, source=source)
     except ConfigError as exc:
-        return ("job file" if what == "job" else "kit config"), list(exc.problems), []
-    warnings = _kit_warnings(kit)
-    return ("kit config", warnings, []) if strict else ("kit config", [], warnings)
+        return Checked("job file" if what == "job" else "kit config", list(exc.problems), [], [])
+    credential_warnings, notes = _credential(kit)
+    warnings = credential_warnings + _kit_warnings(kit)
+    if strict:
+        return Checked("kit config", warnings, [], notes)
+    return Checked("kit config", [], warnings, notes)
 
 
 def main_check_config(
@@ -125,11 +163,13 @@ def main_check_config(
     stream = out or sys.stdout
     status = 0
     for path in paths:
-        what, errors, warnings = check_file(path, kind, strict=strict)
+        what, errors, warnings, notes = check_file(path, kind, strict=strict)
         for p in errors:
             print(p.render(str(path)), file=sys.stderr)
         for p in warnings:
             print(f"{p.render(str(path))} (warning)", file=sys.stderr)
+        for p in notes:
+            print(f"{p.render(str(path))} (note)", file=sys.stderr)
         if errors:
             status = 2
             n = len(errors)

@@ -1,8 +1,8 @@
 """The kit config's ``[mqtt]`` table: which broker, who the kit is, how it authenticates.
 
 Publications side of the flow. Secrets are never in the config itself: the
-password comes from a file or an environment variable named here, is read when
-a connection is made, and never appears in a log line or a repr.
+password comes from a file, an environment variable or a systemd credential named
+here, is read when a connection is made, and never appears in a log line or a repr.
 
 Some settings work but let others in: ``weak_settings`` names them, for ``check-config`` to
 warn about and the daemon to log at start.
@@ -23,6 +23,8 @@ from gatewayd.config.errors import Loc, RuleViolations, require_pair
 from gatewayd.config.ops import loopback_host
 
 __all__ = [
+    "CREDENTIALS_DIRECTORY",
+    "CREDENTIAL_NAME",
     "RESERVED_KIT_IDS",
     "TOPIC_LEVEL",
     "MqttConfig",
@@ -40,11 +42,18 @@ TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # contract, so that reading a kit config pulls in nothing of the MQTT side.
 RESERVED_KIT_IDS: Final = frozenset({"region", "fleet"})
 
+# Where systemd puts a service's credentials (LoadCredential=), for the service alone.
+CREDENTIALS_DIRECTORY: Final = "CREDENTIALS_DIRECTORY"
+# A credential's name is a file name in that directory: this safe subset, never "." or "..".
+CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+_PASSWORD_SOURCES: Final = ("password_file", "password_env", "password_credential")
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
 class SecretError(RuntimeError):
-    """The configured password file or variable cannot be read (says which, never the value)."""
+    """The configured password file, variable or credential cannot be read (says which, never
+    the value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,11 @@ class MqttConfig(BaseModel):
     username: str | None = None
     password_file: Path | None = None
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    password_credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_NAME.pattern,
+        description="A systemd credential (LoadCredential=) that holds the password",
+    )
     tls: MqttTls | None = None
     max_inflight: int = Field(
         default=20,
@@ -121,8 +135,14 @@ class MqttConfig(BaseModel):
         problems: list[tuple[Loc, str]] = []
         if self.kit_id in RESERVED_KIT_IDS:
             problems.append((("kit_id",), f"{self.kit_id!r} is reserved for fleet-wide topics"))
-        if self.password_file is not None and self.password_env is not None:
-            problems.append((("password_env",), "give password_file or password_env, not both"))
+        given = [key for key in _PASSWORD_SOURCES if getattr(self, key) is not None]
+        if len(given) > 1:
+            problems.append(
+                (
+                    (given[-1],),
+                    f"give one of {', '.join(_PASSWORD_SOURCES)}, not {' and '.join(given)}",
+                )
+            )
         if self.reconnect_max_s < self.reconnect_first_s:
             problems.append((("reconnect_max_s",), "must be at least reconnect_first_s"))
         if self.prefix.startswith("/") or self.prefix.endswith("/") or "//" in self.prefix:
@@ -162,11 +182,9 @@ class MqttConfig(BaseModel):
                     instead=f"remove it, and give the broker a certificate for {self.host}",
                 )
             )
-        password_key: str | None = None
-        if self.password_file is not None:
-            password_key = "mqtt.password_file"
-        elif self.password_env is not None:
-            password_key = "mqtt.password_env"
+        password_key = next(
+            (f"mqtt.{key}" for key in _PASSWORD_SOURCES if getattr(self, key) is not None), None
+        )
         # A broker on the kit itself is exempt: the password never leaves the machine.
         if password_key is not None and self.tls is None and not loopback_host(self.host):
             port = ""
@@ -186,17 +204,52 @@ class MqttConfig(BaseModel):
         return tuple(weak)
 
     def read_password(self) -> str | None:
-        """The password, read now from its file or variable; raises ``SecretError``."""
+        """The password, read now from its file, variable or credential; raises ``SecretError``."""
         if self.password_file is not None:
-            try:
-                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise SecretError(
-                    f"cannot read mqtt.password_file {self.password_file}: {exc.strerror}"
-                ) from None
+            return _read_secret(
+                self.password_file, f"cannot read mqtt.password_file {self.password_file}"
+            )
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise SecretError(f"mqtt.password_env: ${self.password_env} is not set")
             return value
+        credential = self.credential_path()
+        if credential is not None:
+            return _read_secret(
+                credential,
+                f"mqtt.password_credential: cannot read credential {credential.name} in "
+                f"${CREDENTIALS_DIRECTORY} ({credential.parent})",
+                f"; the unit must load it: LoadCredential={credential.name}:PATH",
+            )
         return None
+
+    def credential_path(self) -> Path | None:
+        """Where ``password_credential`` is in this process; None when none is configured.
+
+        Raises ``SecretError`` when systemd gave this process no credentials.
+        """
+        name = self.password_credential
+        if name is None:
+            return None
+        directory = os.environ.get(CREDENTIALS_DIRECTORY, "")
+        if not directory:
+            raise SecretError(
+                f"mqtt.password_credential: ${CREDENTIALS_DIRECTORY} is not set, so there is no "
+                f"credential {name}: systemd sets it for a unit with LoadCredential={name}:PATH "
+                "(systemd/gatewayd.service); outside systemd, use password_file"
+            )
+        return Path(directory) / name
+
+
+def _read_secret(path: Path, cannot: str, hint: str = "") -> str:
+    """The file's text less its trailing newline; or ``SecretError``: ``cannot``, why, ``hint``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SecretError(f"{cannot}: {exc.strerror}{hint}") from None
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        # The codec's own message quotes a byte of the password.
+        raise SecretError(f"{cannot}: not UTF-8 text") from None

@@ -19,7 +19,7 @@ from pathlib import Path
 from gatewayd.clock import Clock, ScaledClock, SystemClock
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import KitConfig, load_kit_config
-from gatewayd.config.mqtt import MqttConfig
+from gatewayd.config.mqtt import MqttConfig, SecretError
 from gatewayd.config.reload import reload_kit_config
 from gatewayd.contract import Topics, config_digest, state_payload
 from gatewayd.daemon.birth import Birth
@@ -299,7 +299,8 @@ async def run_daemon(kit: KitConfig, config_bytes: bytes, config_path: Path | No
 
 
 def main_run(config_path: Path, *, log_level_forced: bool = False) -> int:
-    """`gatewayd run --config KIT`: exit 0 on a clean stop, 2 for a bad config, 1 otherwise."""
+    """`gatewayd run --config KIT`: exit 0 on a clean stop, 1 on a failure, and 2 for a config
+    (or the credential it names) that a restart cannot fix: the unit's RestartPreventExitStatus."""
     try:
         kit = load_kit_config(config_path)
         config_bytes = config_path.read_bytes()
@@ -315,6 +316,14 @@ def main_run(config_path: Path, *, log_level_forced: bool = False) -> int:
             file=sys.stderr,
         )
         return 2
+    if kit.mqtt.password_credential is not None:
+        # systemd sets a unit's credentials up before it starts and never changes them while it
+        # runs: one missing now stays missing, so it is a bad set-up, not something to wait for.
+        try:
+            kit.mqtt.read_password()
+        except SecretError as exc:
+            print(f"gatewayd run: {config_path}: {exc}", file=sys.stderr)
+            return 2
     if not log_level_forced:
         logging.getLogger().setLevel(kit.log.level.number)
     too_few = raise_open_file_limit(len(kit.all_hubs))

@@ -23,7 +23,7 @@ import aiomqtt
 from gatewayd.config.errors import ConfigError
 from gatewayd.config.job import parse_job
 from gatewayd.config.kit import KitConfig, load_kit_config, parse_kit_config
-from gatewayd.config.mqtt import MqttConfig
+from gatewayd.config.mqtt import MqttConfig, SecretError
 from gatewayd.daemon.service import Daemon
 from gatewayd.demo.backoffice import BackOffice, SiteRun
 from gatewayd.demo.broker import BrokerMissing, EmbeddedBroker, free_loopback_port
@@ -252,6 +252,13 @@ def main_demo(
             return 2
         if kit.mqtt is None:
             print(f"gatewayd demo: {config}: mqtt: required to name a broker", file=sys.stderr)
+            return 2
+        try:
+            # The back office connects with the kit's password too: one it cannot read is
+            # said now, not after the simulated kit has started.
+            kit.mqtt.read_password()
+        except SecretError as exc:
+            print(f"gatewayd demo: {config}: {exc}", file=sys.stderr)
             return 2
         configured = kit.mqtt
     try:

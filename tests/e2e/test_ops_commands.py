@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,29 @@ VERDICT_CODES = (
 )
 
 
-def gatewayd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def gatewayd(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gatewayd", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "gatewayd", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
+
+
+def credential_kit(tmp_path: Path) -> Path:
+    """A sound kit config whose MQTT password is the systemd credential ``mqtt-password``."""
+    port = tmp_path / "hub"
+    port.touch()
+    kit = tmp_path / "kit.toml"
+    kit.write_text(
+        f"[hub]\nport = '{port}'\n"
+        "[mqtt]\nkit_id = 'kit-1'\nhost = '127.0.0.1'\nport = 1\n"
+        "password_credential = 'mqtt-password'\n"
+    )
+    return kit
 
 
 def test_check_config_passes_every_shipped_example() -> None:
@@ -86,6 +106,48 @@ def test_check_config_checks_the_files_a_kit_config_names(tmp_path: Path) -> Non
     assert run.returncode == 2
     assert f"{kit}: mqtt.password_file: /no/such/secret: no such file\n" in run.stderr
     assert "4 problems" in run.stdout
+
+
+def test_check_config_notes_a_credential_it_cannot_see(tmp_path: Path) -> None:
+    kit = credential_kit(tmp_path)
+    outside = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    note = (
+        f"{kit}: mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set here, so the "
+        "credential cannot be checked: only the service gets it (LoadCredential=), and "
+        "gatewayd run refuses to start without it (note)\n"
+    )
+    # Outside the service the credential cannot exist: a note, never held against the file.
+    for strict in ([], ["--strict"]):
+        run = gatewayd("check-config", *strict, str(kit), env=outside)
+        assert run.returncode == 0, run.stderr
+        assert run.stderr == note
+        assert run.stdout == f"{kit}: valid kit config\n"
+    # Where systemd gave credentials, a missing one is a warning, and an error with --strict.
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    inside = {**outside, "CREDENTIALS_DIRECTORY": str(credentials)}
+    missing = f"{kit}: mqtt.password_credential: credential mqtt-password: no such file in "
+    run = gatewayd("check-config", str(kit), env=inside)
+    assert (run.returncode, run.stderr) == (0, f"{missing}{credentials} (warning)\n")
+    run = gatewayd("check-config", "--strict", str(kit), env=inside)
+    assert (run.returncode, run.stderr) == (2, f"{missing}{credentials}\n")
+    (credentials / "mqtt-password").write_text("not-a-real-password\n")
+    run = gatewayd("check-config", "--strict", str(kit), env=inside)
+    assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_demo_refuses_a_config_whose_password_it_cannot_read(tmp_path: Path) -> None:
+    kit = credential_kit(tmp_path)
+    outside = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    run = gatewayd("demo", "--config", str(kit), env=outside)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert run.stderr == (
+        f"gatewayd demo: {kit}: mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set, so "
+        "there is no credential mqtt-password: systemd sets it for a unit with "
+        "LoadCredential=mqtt-password:PATH (systemd/gatewayd.service); outside systemd, use "
+        "password_file\n"
+    )
+    assert run.stdout == ""
 
 
 def test_check_config_names_weak_mqtt_settings(tmp_path: Path) -> None:

@@ -192,19 +192,27 @@ async def _expect_on(broker: Broker, topic: str, **fields: object) -> dict[str, 
     raise AssertionError("subscription ended")
 
 
-async def test_password_from_env_is_used_and_never_logged(
+@pytest.mark.parametrize("source", ["env", "credential"])
+async def test_the_password_is_used_and_never_logged(
     broker: Broker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    source: str,
 ) -> None:
     secret = "s3cret-Value-42"
-    monkeypatch.setenv("GATEWAYD_TEST_MQTT_PASSWORD", secret)
+    if source == "env":
+        monkeypatch.setenv("GATEWAYD_TEST_MQTT_PASSWORD", secret)
+        password: dict[str, object] = {"password_env": "GATEWAYD_TEST_MQTT_PASSWORD"}
+    else:
+        # As systemd's LoadCredential= leaves it: a directory of files, named by the variable.
+        (tmp_path / "credentials").mkdir()
+        (tmp_path / "credentials" / "mqtt-password").write_text(secret)
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+        password = {"password_credential": "mqtt-password"}
     caplog.set_level(logging.DEBUG)
     broker.stop()  # force a few failed attempts, which log
-    cfg = config(
-        broker, tmp_path / "state", username="kit-1", password_env="GATEWAYD_TEST_MQTT_PASSWORD"
-    )
+    cfg = config(broker, tmp_path / "state", username="kit-1", **password)
     link = MqttLink(cfg, state_topic=STATE)
     link.start()
     try:

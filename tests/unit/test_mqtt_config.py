@@ -1,4 +1,5 @@
-"""The kit config's [mqtt] table, its weak settings, and the on-disk session counter."""
+"""The kit config's [mqtt] table, its password sources, its weak settings, and the on-disk
+session counter."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gatewayd.config.errors import ConfigError
 from gatewayd.config.kit import parse_kit_config
 from gatewayd.config.mqtt import MqttConfig, SecretError
 from gatewayd.daemon.mqtt_link import SessionCounter
-from gatewayd.daemon.service import log_weak_settings
+from gatewayd.daemon.service import log_weak_settings, main_run
 from gatewayd.logfmt import KeyValueFormatter
 
 
@@ -37,6 +38,11 @@ def test_defaults() -> None:
         ({"kit_id": "kit+7"}, "mqtt.kit_id"),
         ({"kit_id": "region"}, "mqtt.kit_id"),
         ({"password_file": "/x", "password_env": "X"}, "mqtt.password_env"),
+        ({"password_file": "/x", "password_credential": "pw"}, "mqtt.password_credential"),
+        ({"password_env": "X", "password_credential": "pw"}, "mqtt.password_credential"),
+        ({"password_credential": "../pw"}, "mqtt.password_credential"),
+        ({"password_credential": "a/b"}, "mqtt.password_credential"),
+        ({"password_credential": ""}, "mqtt.password_credential"),
         ({"tls": {"cert_file": "/c.pem"}}, "mqtt.tls.key_file"),
         ({"protocol": "4"}, "mqtt.protocol"),
         ({"prefix": "a//b"}, "mqtt.prefix"),
@@ -58,6 +64,97 @@ def test_password_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert MqttConfig(kit_id="k", password_env="GW_PW").read_password() == "from-env"
     with pytest.raises(SecretError, match="password_file"):
         MqttConfig(kit_id="k", password_file=tmp_path / "missing").read_password()
+
+
+def test_one_password_source_at_most(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_kit_config(
+            kit(password_file="/x", password_env="X", password_credential="pw"), source="kit.toml"
+        )
+    assert str(err.value) == (
+        "kit.toml: mqtt.password_credential: give one of password_file, password_env, "
+        "password_credential, not password_file and password_env and password_credential"
+    )
+
+
+def test_a_password_file_that_is_not_utf8_is_named_without_its_bytes(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"s\xe9cret\n")  # Latin-1, as an editor may save it
+    with pytest.raises(SecretError) as err:
+        MqttConfig(kit_id="k", password_file=secret).read_password()
+    assert str(err.value) == f"cannot read mqtt.password_file {secret}: not UTF-8 text"
+
+
+def test_password_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mqtt-password").write_text("from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = parse_kit_config(kit(password_credential="mqtt-password")).mqtt
+    assert cfg is not None
+    assert cfg.credential_path() == tmp_path / "mqtt-password"
+    assert cfg.read_password() == "from-credential"
+    assert MqttConfig(kit_id="k").credential_path() is None
+
+
+def test_a_credential_outside_systemd_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = MqttConfig(kit_id="k", password_credential="mqtt-password")
+    with pytest.raises(SecretError) as err:
+        cfg.read_password()
+    assert str(err.value) == (
+        "mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set, so there is no credential "
+        "mqtt-password: systemd sets it for a unit with LoadCredential=mqtt-password:PATH "
+        "(systemd/gatewayd.service); outside systemd, use password_file"
+    )
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "")
+    with pytest.raises(SecretError, match=r"\$CREDENTIALS_DIRECTORY is not set"):
+        cfg.read_password()
+
+
+def test_a_missing_credential_names_itself_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = MqttConfig(kit_id="k", password_credential="mqtt-password")
+    with pytest.raises(SecretError) as err:
+        cfg.read_password()
+    assert str(err.value) == (
+        "mqtt.password_credential: cannot read credential mqtt-password in "
+        f"$CREDENTIALS_DIRECTORY ({tmp_path}): No such file or directory; the unit must load "
+        "it: LoadCredential=mqtt-password:PATH"
+    )
+
+
+@pytest.mark.parametrize("credentials", ["unset", "empty-directory"])
+def test_run_refuses_to_start_without_the_credential_its_config_names(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    credentials: str,
+) -> None:
+    config = tmp_path / "kit.toml"
+    config.write_text(
+        f"[hub]\nport = '{tmp_path / 'hub'}'\n"
+        f"[mqtt]\nkit_id = 'kit-7'\npassword_credential = 'mqtt-password'\n"
+        f"state_dir = '{tmp_path / 'state'}'\n"
+    )
+    if credentials == "unset":
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+        reason = "$CREDENTIALS_DIRECTORY is not set, so there is no credential mqtt-password"
+    else:
+        (tmp_path / "creds").mkdir()
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+        reason = (
+            "cannot read credential mqtt-password in $CREDENTIALS_DIRECTORY "
+            f"({tmp_path / 'creds'}): No such file or directory"
+        )
+    # Exit 2: the unit's RestartPreventExitStatus, so systemd does not retry every 5 s.
+    assert main_run(config, log_level_forced=True) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gatewayd run: {config}: mqtt.password_credential: {reason}"), err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "state").exists()  # refused before anything started
 
 
 def test_session_counter_reserves_durably_and_reuses_an_unused_number(tmp_path: Path) -> None:
@@ -133,6 +230,11 @@ def test_tls_without_host_name_checks_is_weak() -> None:
             "and set port to the broker's TLS port (usually 8883), not 1883",
         ),
         ({"password_file": "/pw", "port": 8883}, "mqtt.password_file", "add an [mqtt.tls] table"),
+        (
+            {"password_credential": "mqtt-password"},
+            "mqtt.password_credential",
+            "(the port then defaults to 8883)",
+        ),
     ],
 )
 def test_a_password_without_tls_is_weak(mqtt: dict[str, object], key: str, advice: str) -> None:
@@ -156,6 +258,7 @@ def test_a_password_without_tls_is_weak(mqtt: dict[str, object], key: str, advic
         {"host": "localhost", "password_file": "/pw"},
         {"host": "127.0.0.1", "password_file": "/pw"},
         {"host": "::1", "password_env": "PW"},
+        {"host": "mqtt.example.invalid", "password_credential": "mqtt-password", "tls": {}},
     ],
 )
 def test_sound_settings_are_not_weak(mqtt: dict[str, object]) -> None:
