@@ -31,6 +31,7 @@ import aiomqtt
 from gatewayd.config.job import mpan_check_digit
 from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from tests.daemon_output import scrape_metrics, wait_line
 from tests.integration.test_daemon_mqtt import KIT_TOML, PREFIX, SPEED, Subscriber, job_doc
 from tests.mqtt_broker import Broker, free_port
 
@@ -88,21 +89,10 @@ class Kit:
             self.lines.append(raw.decode(errors="replace").rstrip("\n"))
 
     async def wait_log(self, text: str, timeout: float = 30) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                await asyncio.sleep(0.02)
+        return await wait_line(self.lines, text, timeout=timeout)
 
     async def scrape(self) -> str:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.metrics_port)
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: kit\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-        head, _, body = raw.decode().partition("\r\n\r\n")
-        assert head.startswith("HTTP/1.1 200 OK"), head
+        _head, body = await scrape_metrics(self.metrics_port)
         return body
 
     async def retained(self) -> list[tuple[str, bytes]]:

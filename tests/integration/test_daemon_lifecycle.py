@@ -21,6 +21,7 @@ import pytest
 
 from gatewayd_sim.commshub.hub import HubSimulator
 from gatewayd_sim.commshub.scenario import load_scenario, shipped_scenario
+from tests.daemon_output import scrape_metrics, wait_line
 from tests.integration.test_daemon_mqtt import KIT_TOML, PREFIX, SPEED, Subscriber, job_doc
 from tests.mqtt_broker import Broker, free_port
 from tests.ops.tools import promtool_path
@@ -69,21 +70,10 @@ class Kit:
             self.stdout.append(raw.decode().rstrip("\n"))
 
     async def wait_log(self, text: str, since: int = 0, timeout: float = 20) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.stdout[since:]:
-                    if text in line:
-                        return line
-                await asyncio.sleep(0.02)
+        return await wait_line(self.stdout, text, since, timeout)
 
     async def scrape(self) -> str:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.metrics_port)
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: kit\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-        head, _, body = raw.decode().partition("\r\n\r\n")
-        assert head.startswith("HTTP/1.1 200 OK"), head
+        head, body = await scrape_metrics(self.metrics_port)
         assert "Content-Type: text/plain; version=0.0.4" in head
         return body
 
